@@ -1,0 +1,153 @@
+//! Wiring: builds every component from a [`Config`], spawns them, and stops them in order.
+//!
+//! Owns the only `tokio::spawn`s of the gateway and the shutdown order: pollers stop first, the
+//! appender commits what they produced and ends when its input closes, then the uplink gets a
+//! grace period to collect acknowledgements. Must never hold data itself.
+
+pub mod demo;
+pub mod pki;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::poll::BusPoller;
+use crate::spool::{self, Spool, Stored};
+use crate::status::Board;
+use crate::uplink::Uplink;
+
+/// Polls waiting for the spool; pollers wait when it is full (backpressure, nothing dropped).
+const POLL_QUEUE: usize = 1024;
+
+/// A started gateway.
+pub struct Running {
+    pub board: Arc<Board>,
+    pub spool: Arc<Spool>,
+    /// Every committed record, numbered, for live consumers (best effort: a slow one lags).
+    pub tap: broadcast::Sender<Arc<Stored>>,
+    poll_cancel: CancellationToken,
+    uplink_cancel: CancellationToken,
+    pollers: JoinSet<()>,
+    appender: JoinHandle<()>,
+    uplink: Option<JoinHandle<()>>,
+}
+
+/// Builds and spawns every component of `config`.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let board = Arc::new(Board::new(config));
+    let spool = {
+        let (dir, settings, board) = (
+            config.gateway.data_dir.clone(),
+            config.spool.clone(),
+            board.clone(),
+        );
+        tokio::task::spawn_blocking(move || Spool::open(&dir, &settings, board))
+            .await?
+            .context("cannot open the spool")?
+    };
+    let spool = Arc::new(spool);
+    // The uplink's TLS material is checked before anything polls, so a bad certificate is a
+    // clear start-up error rather than a retry loop.
+    let uplink = match &config.upstream {
+        Some(up) => Some(
+            Uplink::build(
+                up.clone(),
+                config.gateway.id.clone(),
+                spool.clone(),
+                board.clone(),
+            )
+            .context("cannot set up the uplink's TLS")?,
+        ),
+        None => None,
+    };
+
+    let (tx, rx) = mpsc::channel(POLL_QUEUE);
+    let (tap, _) = broadcast::channel(256);
+    let appender = tokio::spawn(spool::run_appender(spool.clone(), rx, tap.clone()));
+
+    let poll_cancel = CancellationToken::new();
+    let mut pollers = JoinSet::new();
+    for (b, bus) in config.buses.iter().enumerate() {
+        let devices: Vec<_> = config
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.bus == b)
+            .map(|(i, d)| (i, d.clone()))
+            .collect();
+        if devices.is_empty() {
+            tracing::warn!(bus = %bus.name, "no device is configured on this bus; it is not polled");
+            continue;
+        }
+        let poller = BusPoller::new(bus.clone(), devices, tx.clone(), board.clone());
+        pollers.spawn(poller.run(poll_cancel.clone()));
+    }
+    drop(tx);
+
+    let uplink_cancel = CancellationToken::new();
+    let uplink = uplink.map(|u| tokio::spawn(u.run(uplink_cancel.clone())));
+    if uplink.is_none() {
+        tracing::warn!("no [upstream] configured: records are kept in the spool and not forwarded");
+    }
+    Ok(Running {
+        board,
+        spool,
+        tap,
+        poll_cancel,
+        uplink_cancel,
+        pollers,
+        appender,
+        uplink,
+    })
+}
+
+impl Running {
+    /// Stops in order: pollers, then the appender (commits what it holds), then the uplink.
+    pub async fn shutdown(mut self) {
+        self.poll_cancel.cancel();
+        while self.pollers.join_next().await.is_some() {}
+        let _ = self.appender.await;
+        self.uplink_cancel.cancel();
+        if let Some(u) = self.uplink {
+            let _ = u.await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `plantgate run`: the gateway until a stop signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(gateway = %config.gateway.id, config = %config.source.path.display(), sha256 = %config.source.sha256,
+        buses = config.buses.len(), devices = config.devices.len(), "plantgate starting");
+    let running = start(&config).await?;
+    stop_signal().await;
+    tracing::info!("stop requested");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The `plantgate` command: parses the command line, sets up logging, runs a subcommand and
+//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else).
+//! Owns nothing else: every subcommand's work lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use plantgate::config::{Config, ConfigError};
+
+/// sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus stops a restart loop on it.
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "plantgate",
+    version,
+    about = "Edge gateway for gas-detection and fire alarm controllers: polls Modbus RTU/TCP, keeps every reading on disk, forwards over MQTT with mutual TLS.",
+    after_help = "Start with `plantgate demo` to see it work, then copy config/plantgate.example.toml to /etc/plantgate/plantgate.toml, edit it, and check it with `plantgate check-config`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "/etc/plantgate/plantgate.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print a summary; exits 78 and lists every problem if it is wrong.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, short, default_value = "/etc/plantgate/plantgate.toml")]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long = "for", value_name = "SECONDS")]
+        seconds: Option<u64>,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => {
+            init_logging("info,rumqttd=warn");
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run_async(plantgate::app::run(config))
+        }
+        Command::Demo { seconds } => {
+            init_logging("warn,rumqttd=off");
+            run_async(plantgate::app::demo::run(seconds))
+        }
+    }
+}
+
+fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let config_problem = e
+                .chain()
+                .any(|c| c.is::<ConfigError>() || c.is::<plantgate::uplink::tls::TlsError>());
+            if config_problem {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    print!("{}", plantgate::config::summary(&config));
+    if let Some(up) = &config.upstream {
+        if let Err(e) =
+            plantgate::uplink::tls::client_config(&up.ca_file, &up.cert_file, &up.key_file)
+        {
+            eprintln!("{}: upstream: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        println!(
+            "  TLS material loads: CA {}, certificate {}",
+            up.ca_file.display(),
+            up.cert_file.display()
+        );
+    }
+    println!("OK");
+    ExitCode::SUCCESS
+}

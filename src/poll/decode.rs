@@ -1,0 +1,113 @@
+//! Register decoding: raw Modbus words and bits → typed, scaled values and alarm levels.
+//!
+//! Owns types, word order, scale and offset. Pure functions only: must never see a transport,
+//! so every byte of every fixture below can be checked by hand.
+
+use crate::config::{Kind, Point, WordOrder};
+use crate::record::Value;
+
+/// Decodes a register point from exactly `point.width()` words.
+pub fn decode_words(point: &Point, words: &[u16]) -> Value {
+    let raw32 = |w: &[u16]| -> u32 {
+        let (hi, lo) = match point.word_order {
+            WordOrder::Big => (w[0], w[1]),
+            WordOrder::Little => (w[1], w[0]),
+        };
+        (u32::from(hi) << 16) | u32::from(lo)
+    };
+    let integer = match point.kind {
+        Kind::Bool => return Value::Bool(words[0] != 0),
+        Kind::U16 => i64::from(words[0]),
+        Kind::I16 => i64::from(words[0] as i16),
+        Kind::U32 => i64::from(raw32(words)),
+        Kind::I32 => i64::from(raw32(words) as i32),
+        Kind::F32 => {
+            let f = f64::from(f32::from_bits(raw32(words)));
+            return Value::Float(f * point.scale + point.offset);
+        }
+    };
+    scaled(point, integer)
+}
+
+/// Decodes a coil or discrete input.
+pub fn decode_bit(bit: bool) -> Value {
+    Value::Bool(bit)
+}
+
+/// An integer stays an integer unless the point scales or offsets it.
+fn scaled(point: &Point, raw: i64) -> Value {
+    if point.scale == 1.0 && point.offset == 0.0 {
+        Value::Int(raw)
+    } else {
+        Value::Float(raw as f64 * point.scale + point.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Table;
+
+    fn point(kind: Kind, word_order: WordOrder, scale: f64, offset: f64) -> Point {
+        Point {
+            name: "p".into(),
+            table: Table::Holding,
+            address: 0,
+            kind,
+            word_order,
+            scale,
+            offset,
+            unit: None,
+            alarm: None,
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_types() {
+        let u = point(Kind::U16, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&u, &[0xFFFF]), Value::Int(65535)); // all ones, unsigned
+        let i = point(Kind::I16, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&i, &[0xFFFF]), Value::Int(-1)); // two's complement -1
+        assert_eq!(decode_words(&i, &[0x8000]), Value::Int(-32768)); // most negative
+        let b = point(Kind::Bool, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&b, &[0x0004]), Value::Bool(true)); // any non-zero register
+        assert_eq!(decode_words(&b, &[0x0000]), Value::Bool(false));
+    }
+
+    #[test]
+    fn scale_and_offset_make_a_float() {
+        // 0x00EA = 234 raw tenths of %LEL → 23.4
+        let p = point(Kind::U16, WordOrder::Big, 0.1, 0.0);
+        let Value::Float(f) = decode_words(&p, &[0x00EA]) else {
+            panic!("expected a float")
+        };
+        assert!((f - 23.4).abs() < 1e-9);
+        // 4–20 mA loop as 0..=4000 raw, shown as -40..=+60 °C: 2000 → 10.0
+        let t = point(Kind::U16, WordOrder::Big, 0.025, -40.0);
+        assert_eq!(decode_words(&t, &[2000]), Value::Float(10.0));
+    }
+
+    #[test]
+    fn thirty_two_bit_word_orders() {
+        // 0x0001_0002 = 65538: big = high word (0x0001) first, little = low word (0x0002) first
+        let big = point(Kind::U32, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&big, &[0x0001, 0x0002]), Value::Int(65538));
+        let little = point(Kind::U32, WordOrder::Little, 1.0, 0.0);
+        assert_eq!(decode_words(&little, &[0x0002, 0x0001]), Value::Int(65538));
+        // 0xFFFF_FFFE = -2 as i32
+        let i = point(Kind::I32, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&i, &[0xFFFF, 0xFFFE]), Value::Int(-2));
+    }
+
+    #[test]
+    fn f32_both_orders() {
+        // 12.5f32 = 0x4148_0000: sign 0, exponent 0x82 (2^3), mantissa 0x480000 (1.5625)
+        let big = point(Kind::F32, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&big, &[0x4148, 0x0000]), Value::Float(12.5));
+        let little = point(Kind::F32, WordOrder::Little, 1.0, 0.0);
+        assert_eq!(decode_words(&little, &[0x0000, 0x4148]), Value::Float(12.5));
+        // scale applies to floats too: 12.5 * 2 + 1
+        let scaled = point(Kind::F32, WordOrder::Big, 2.0, 1.0);
+        assert_eq!(decode_words(&scaled, &[0x4148, 0x0000]), Value::Float(26.0));
+    }
+}

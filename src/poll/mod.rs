@@ -1,0 +1,250 @@
+//! Polling: one task per bus reads its devices, one request at a time, each at its `poll_ms`.
+//!
+//! Owns the bus scheduler, the alarm state of every alarm point, and turning every read outcome
+//! into samples with a quality. Must never block on the spool longer than its bounded channel
+//! allows, never drop a sample silently, and never let one device's failure skip another's poll.
+//!
+//! Submodules: [`plan`] (which reads cover which points), [`decode`] (raw → value),
+//! [`transport`] (the line: RTU or TCP, timeouts, reconnects).
+
+pub mod decode;
+pub mod plan;
+pub mod transport;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Bus, Device};
+use crate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample};
+use crate::status::Board;
+use plan::Block;
+use transport::{Line, ReadError, Reply};
+
+/// A device with its read plan and alarm memory.
+struct Polled {
+    device: Device,
+    index: usize,
+    blocks: Vec<Block>,
+    next_due: Instant,
+    /// Last known level of each point (`None`: not an alarm point, or not read yet).
+    levels: Vec<Option<AlarmLevel>>,
+}
+
+/// The task that owns one bus.
+pub struct BusPoller {
+    bus: Bus,
+    devices: Vec<Polled>,
+    out: mpsc::Sender<DevicePoll>,
+    board: Arc<Board>,
+}
+
+impl BusPoller {
+    /// `devices` are `(index in the config, device)` for the devices on this bus.
+    pub fn new(
+        bus: Bus,
+        devices: Vec<(usize, Device)>,
+        out: mpsc::Sender<DevicePoll>,
+        board: Arc<Board>,
+    ) -> Self {
+        let now = Instant::now();
+        let devices = devices
+            .into_iter()
+            .map(|(index, device)| Polled {
+                blocks: plan::plan(&device.points, bus.max_gap),
+                levels: vec![None; device.points.len()],
+                device,
+                index,
+                next_due: now,
+            })
+            .collect();
+        BusPoller {
+            bus,
+            devices,
+            out,
+            board,
+        }
+    }
+
+    /// Polls until `cancel` fires or the spool's input closes.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut line = Line::new(&self.bus);
+        tracing::info!(bus = %self.bus.name, line = %line.describe(), devices = self.devices.len(), "bus polling");
+        loop {
+            let Some(next) = self.devices.iter_mut().min_by_key(|d| d.next_due) else {
+                cancel.cancelled().await;
+                return;
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = sleep_until(next.next_due) => {}
+            }
+            let started = Instant::now();
+            let poll = poll_device(&mut line, next).await;
+            let elapsed = started.elapsed();
+            // Keep the cadence, but never try to catch up with a burst after a slow poll.
+            next.next_due = (next.next_due + next.device.poll).max(Instant::now());
+            self.board
+                .device_polled(next.index, &poll, elapsed, line.is_open());
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                sent = self.out.send(poll) => if sent.is_err() { return },
+            }
+        }
+    }
+}
+
+async fn poll_device(line: &mut Line, d: &mut Polled) -> DevicePoll {
+    let points = &d.device.points;
+    let mut samples: Vec<Option<Sample>> = vec![None; points.len()];
+    for block in &d.blocks {
+        let ts_ms = now_ms();
+        let reply = line
+            .read(d.device.unit, block.table, block.start, block.count)
+            .await;
+        if let Err(e) = &reply {
+            tracing::debug!(device = %d.device.name, table = block.table.as_str(), start = block.start, count = block.count, error = %e, "read failed");
+        }
+        for &(i, off) in &block.points {
+            let p = &points[i];
+            let off = usize::from(off);
+            let (value, quality) = match &reply {
+                Ok(Reply::Words(w)) => (
+                    Some(decode::decode_words(
+                        p,
+                        &w[off..off + usize::from(p.width())],
+                    )),
+                    Quality::Good,
+                ),
+                Ok(Reply::Bits(b)) => match b.get(off) {
+                    Some(&bit) => (Some(decode::decode_bit(bit)), Quality::Good),
+                    None => (None, Quality::BadFrame),
+                },
+                Err(e) => (None, quality_of(e)),
+            };
+            samples[i] = Some(Sample {
+                point: p.name.clone(),
+                ts_ms,
+                value,
+                quality,
+            });
+        }
+    }
+    let samples: Vec<Sample> = samples.into_iter().flatten().collect();
+    let alarms = alarm_changes(&d.device, &mut d.levels, &samples);
+    DevicePoll {
+        device: d.device.name.clone(),
+        samples,
+        alarms,
+    }
+}
+
+/// The quality a failed read gives its points.
+pub fn quality_of(e: &ReadError) -> Quality {
+    match e {
+        ReadError::Timeout(_) => Quality::Timeout,
+        ReadError::Exception(c) => Quality::Exception(*c),
+        ReadError::BadFrame(_) => Quality::BadFrame,
+        ReadError::Disconnected(_) => Quality::Disconnected,
+    }
+}
+
+/// The alarm state machine: a good sample of an alarm point whose level differs from the last
+/// known one is a transition. A bad sample changes nothing (the last level stands; the reading
+/// itself carries the bad quality).
+fn alarm_changes(
+    device: &Device,
+    levels: &mut [Option<AlarmLevel>],
+    samples: &[Sample],
+) -> Vec<AlarmChange> {
+    let mut out = Vec::new();
+    for (i, (p, s)) in device.points.iter().zip(samples).enumerate() {
+        let (Some(map), Some(v)) = (&p.alarm, s.value) else {
+            continue;
+        };
+        let level = map.level(v);
+        let prev = levels[i].unwrap_or(AlarmLevel::Unknown);
+        if prev != level {
+            levels[i] = Some(level);
+            out.push(AlarmChange {
+                sample: s.clone(),
+                level,
+                prev,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AlarmMap, Kind, Point, Table, WordOrder};
+    use crate::record::Value;
+    use std::time::Duration;
+
+    fn device() -> Device {
+        let codes = [
+            (0, AlarmLevel::Normal),
+            (1, AlarmLevel::Low),
+            (2, AlarmLevel::High),
+        ]
+        .into_iter()
+        .collect();
+        Device {
+            name: "d".into(),
+            bus: 0,
+            unit: 1,
+            poll: Duration::from_secs(1),
+            points: vec![Point {
+                name: "st".into(),
+                table: Table::Input,
+                address: 0,
+                kind: Kind::U16,
+                word_order: WordOrder::Big,
+                scale: 1.0,
+                offset: 0.0,
+                unit: None,
+                alarm: Some(AlarmMap::Codes(codes)),
+            }],
+        }
+    }
+
+    fn sample(v: Option<i64>) -> Vec<Sample> {
+        vec![Sample {
+            point: "st".into(),
+            ts_ms: 1,
+            value: v.map(Value::Int),
+            quality: if v.is_some() {
+                Quality::Good
+            } else {
+                Quality::Timeout
+            },
+        }]
+    }
+
+    #[test]
+    fn alarm_transitions_start_from_unknown_and_ignore_bad_reads() {
+        let d = device();
+        let mut levels = vec![None];
+        let first = alarm_changes(&d, &mut levels, &sample(Some(0)));
+        assert_eq!(
+            (first[0].prev, first[0].level),
+            (AlarmLevel::Unknown, AlarmLevel::Normal)
+        );
+        assert!(alarm_changes(&d, &mut levels, &sample(Some(0))).is_empty());
+        let high = alarm_changes(&d, &mut levels, &sample(Some(2)));
+        assert_eq!(
+            (high[0].prev, high[0].level),
+            (AlarmLevel::Normal, AlarmLevel::High)
+        );
+        // a timeout neither clears nor repeats the alarm
+        assert!(alarm_changes(&d, &mut levels, &sample(None)).is_empty());
+        assert!(alarm_changes(&d, &mut levels, &sample(Some(2))).is_empty());
+        // an unmapped code is a fault, never silently normal
+        let odd = alarm_changes(&d, &mut levels, &sample(Some(9)));
+        assert_eq!(odd[0].level, AlarmLevel::Fault);
+    }
+}

@@ -1,0 +1,249 @@
+//! One bus's line: opening, timing and reading over Modbus RTU (serial) or Modbus TCP.
+//!
+//! Owns the tokio-modbus context, the timeout on every request (the async client has none), the
+//! silent interval before each request, and reconnecting with backoff. Must never decode values
+//! or decide what to poll: it reads what it is asked and says precisely how a read failed.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::prelude::{SlaveContext, *};
+
+use crate::config::{Bus, Link, Parity, Rtu, Table};
+
+/// What a read returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Words(Vec<u16>),
+    Bits(Vec<bool>),
+}
+
+/// Why a read failed. Every variant is retried on the device's next poll.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadError {
+    /// No reply within the bus's `timeout_ms`; the line is reopened so a late reply is discarded.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The device answered with a Modbus exception; the line is fine.
+    #[error("Modbus exception {0:#04x}")]
+    Exception(u8),
+    /// A reply that does not fit the request (CRC, framing, unit or function mismatch).
+    #[error("bad reply: {0}")]
+    BadFrame(String),
+    /// The line is down (port missing, connection refused or broken); reopened with backoff.
+    #[error("line down: {0}")]
+    Disconnected(String),
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A bus line with its open context, if any.
+pub struct Line {
+    link: Link,
+    timeout: Duration,
+    turnaround: Duration,
+    /// Silence the protocol demands between frames (3.5 characters on RTU).
+    gap: Duration,
+    ctx: Option<Context>,
+    /// No reopen before this instant (backoff after a failed open).
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// End of the last exchange on the wire.
+    idle_since: Instant,
+}
+
+/// The Modbus RTU silent interval: 3.5 character times, fixed at 1.75 ms above 19,200 baud.
+pub fn silent_interval(baud: u32) -> Duration {
+    if baud > 19_200 {
+        Duration::from_micros(1750)
+    } else {
+        // 11 bits per character (start, 8 data, parity or second stop, stop)
+        Duration::from_micros(3_500_000 * 11 / u64::from(baud.max(1)))
+    }
+}
+
+impl Line {
+    pub fn new(bus: &Bus) -> Self {
+        let gap = match &bus.link {
+            Link::Rtu(r) => silent_interval(r.baud),
+            Link::Tcp { .. } => Duration::ZERO,
+        };
+        Line {
+            link: bus.link.clone(),
+            timeout: bus.timeout,
+            turnaround: bus.turnaround,
+            gap,
+            ctx: None,
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            idle_since: Instant::now(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.ctx.is_some()
+    }
+
+    async fn open(&mut self) -> Result<Context, ReadError> {
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return Err(ReadError::Disconnected("waiting to reopen".into()));
+            }
+        }
+        let opened = match &self.link {
+            Link::Rtu(r) => open_rtu(r),
+            Link::Tcp { address } => match timeout(
+                self.timeout.max(Duration::from_secs(1)),
+                tokio::net::TcpStream::connect(address.as_str()),
+            )
+            .await
+            {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    Ok(tokio_modbus::client::tcp::attach(s))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+            },
+        };
+        match opened {
+            Ok(ctx) => {
+                self.retry_at = None;
+                self.backoff = BACKOFF_MIN;
+                Ok(ctx)
+            }
+            Err(e) => {
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                Err(ReadError::Disconnected(format!(
+                    "cannot open {}: {e}",
+                    self.describe()
+                )))
+            }
+        }
+    }
+
+    /// Where this line goes, for messages.
+    pub fn describe(&self) -> String {
+        match &self.link {
+            Link::Rtu(r) => r.port.clone(),
+            Link::Tcp { address } => address.clone(),
+        }
+    }
+
+    /// Reads `count` registers or bits at `start` from `unit`, one request, bounded by the timeout.
+    pub async fn read(
+        &mut self,
+        unit: u8,
+        table: Table,
+        start: u16,
+        count: u16,
+    ) -> Result<Reply, ReadError> {
+        let mut ctx = match self.ctx.take() {
+            Some(c) => c,
+            None => self.open().await?,
+        };
+        sleep_until(self.idle_since + self.gap + self.turnaround).await;
+        ctx.set_slave(Slave(unit));
+        let call = async {
+            match table {
+                Table::Holding => ctx
+                    .read_holding_registers(start, count)
+                    .await
+                    .map(|r| r.map(Reply::Words)),
+                Table::Input => ctx
+                    .read_input_registers(start, count)
+                    .await
+                    .map(|r| r.map(Reply::Words)),
+                Table::Coil => ctx
+                    .read_coils(start, count)
+                    .await
+                    .map(|r| r.map(|b| Reply::Bits(truncate(b, count)))),
+                Table::Discrete => ctx
+                    .read_discrete_inputs(start, count)
+                    .await
+                    .map(|r| r.map(|b| Reply::Bits(truncate(b, count)))),
+            }
+        };
+        let result = timeout(self.timeout, call).await;
+        self.idle_since = Instant::now();
+        let outcome = match result {
+            Err(_) => Err(ReadError::Timeout(self.timeout)),
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(exc))) => Err(ReadError::Exception(u8::from(exc))),
+            Ok(Err(tokio_modbus::Error::Protocol(p))) => Err(ReadError::BadFrame(p.to_string())),
+            Ok(Err(tokio_modbus::Error::Transport(e)))
+                if e.kind() == io::ErrorKind::InvalidData =>
+            {
+                Err(ReadError::BadFrame(e.to_string()))
+            }
+            Ok(Err(tokio_modbus::Error::Transport(e))) => {
+                Err(ReadError::Disconnected(e.to_string()))
+            }
+        };
+        match &outcome {
+            // A reply of the wrong size is wrong data: never pass it on as good.
+            Ok(Reply::Words(w)) if w.len() != usize::from(count) => {
+                return Err(ReadError::BadFrame(format!(
+                    "asked for {count} registers, got {}",
+                    w.len()
+                )));
+            }
+            Ok(_) | Err(ReadError::Exception(_)) => self.ctx = Some(ctx),
+            // After a timeout or a bad frame a late or partial reply may still arrive: drop the
+            // context (closing the port or connection) so it can never be read as the answer to
+            // the next request. Reopening happens on the next read.
+            Err(_) => drop(ctx),
+        }
+        outcome
+    }
+}
+
+fn truncate(mut bits: Vec<bool>, count: u16) -> Vec<bool> {
+    // Coils come back padded to whole bytes.
+    bits.truncate(usize::from(count));
+    bits
+}
+
+fn open_rtu(r: &Rtu) -> io::Result<Context> {
+    use tokio_serial::{DataBits, SerialPort, SerialPortBuilderExt, StopBits};
+    let parity = match r.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Even => tokio_serial::Parity::Even,
+        Parity::Odd => tokio_serial::Parity::Odd,
+    };
+    let stream = tokio_serial::new(&r.port, r.baud)
+        .parity(parity)
+        .data_bits(if r.data_bits == 7 {
+            DataBits::Seven
+        } else {
+            DataBits::Eight
+        })
+        .stop_bits(if r.stop_bits == 2 {
+            StopBits::Two
+        } else {
+            StopBits::One
+        })
+        .open_native_async()
+        .map_err(io::Error::from)?;
+    // Whatever sits in the input queue belongs to an earlier exchange.
+    let _ = stream.clear(tokio_serial::ClearBuffer::Input);
+    Ok(tokio_modbus::client::rtu::attach(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silent_interval_follows_the_spec() {
+        // 9600 baud: 11 bits per char → 1.146 ms per char → 3.5 chars ≈ 4.01 ms
+        assert_eq!(silent_interval(9600), Duration::from_micros(4010));
+        assert_eq!(silent_interval(19_200), Duration::from_micros(2005));
+        // above 19,200 baud the spec fixes 1.75 ms
+        assert_eq!(silent_interval(115_200), Duration::from_micros(1750));
+    }
+}

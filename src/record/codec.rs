@@ -1,0 +1,311 @@
+//! The spool's on-disk encoding: compact, versioned CBOR, decoded only by this module.
+//!
+//! Owns the byte layout of a stored reading batch and a stored alarm event. Must never be used
+//! for the wire (see [`super::wire`]): this layout may change with a version bump, the platform's
+//! may not.
+//!
+//! ```text
+//! batch  = [1, dev: tstr, ts0: int, [* [pt: tstr, dts: int, v, q: uint]]]   seq = key + index
+//! alarm  = [1, dev: tstr, pt: tstr, ts: int, v, q: uint, level: uint, prev: uint]  seq = key
+//! v      = bool / int / float32 (when lossless) / float64 / null
+//! q      = 0 good, 1 timeout, 2 bad_frame, 3 disconnected, 4 offline, 256 + code: exception
+//! ```
+//! Timestamps inside a batch are deltas from `ts0`; sequence numbers are not stored at all: a
+//! batch's readings are numbered from the store key, so a buffered reading costs ~20 bytes.
+
+use std::sync::Arc;
+
+use minicbor::data::Type;
+use minicbor::{Decoder, Encoder};
+
+use super::{AlarmEvent, AlarmLevel, Quality, Reading, Sample, Seq, Value};
+
+const VERSION: u8 = 1;
+
+/// A stored record that cannot be decoded (corrupt or written by a newer version).
+#[derive(Debug, thiserror::Error)]
+#[error("stored record is unreadable: {0}")]
+pub struct DecodeError(String);
+
+impl From<minicbor::decode::Error> for DecodeError {
+    fn from(e: minicbor::decode::Error) -> Self {
+        DecodeError(e.to_string())
+    }
+}
+
+type Enc = Encoder<Vec<u8>>;
+
+fn quality_code(q: Quality) -> u16 {
+    match q {
+        Quality::Good => 0,
+        Quality::Timeout => 1,
+        Quality::BadFrame => 2,
+        Quality::Disconnected => 3,
+        Quality::Offline => 4,
+        Quality::Exception(c) => 256 + u16::from(c),
+    }
+}
+
+fn quality_from(code: u16) -> Result<Quality, DecodeError> {
+    Ok(match code {
+        0 => Quality::Good,
+        1 => Quality::Timeout,
+        2 => Quality::BadFrame,
+        3 => Quality::Disconnected,
+        4 => Quality::Offline,
+        256..=511 => Quality::Exception((code - 256) as u8),
+        c => return Err(DecodeError(format!("unknown quality code {c}"))),
+    })
+}
+
+fn put_value(e: &mut Enc, v: Option<Value>) {
+    // Writing into a Vec cannot fail; the results are ignored on purpose.
+    let _ = match v {
+        None => e.null(),
+        Some(Value::Bool(b)) => e.bool(b),
+        Some(Value::Int(i)) => e.i64(i),
+        Some(Value::Float(f)) if f64::from(f as f32) == f || f.is_nan() => e.f32(f as f32),
+        Some(Value::Float(f)) => e.f64(f),
+    };
+}
+
+fn get_value(d: &mut Decoder<'_>) -> Result<Option<Value>, DecodeError> {
+    Ok(match d.datatype()? {
+        Type::Null => {
+            d.null()?;
+            None
+        }
+        Type::Bool => Some(Value::Bool(d.bool()?)),
+        Type::F16 | Type::F32 | Type::F64 => Some(Value::Float(d.f64()?)),
+        _ => Some(Value::Int(d.i64()?)),
+    })
+}
+
+fn expect_array(d: &mut Decoder<'_>, what: &str) -> Result<u64, DecodeError> {
+    d.array()?
+        .ok_or_else(|| DecodeError(format!("{what}: indefinite array")))
+}
+
+fn expect_version(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+    match d.u8()? {
+        VERSION => Ok(()),
+        v => Err(DecodeError(format!(
+            "format version {v}, this build reads {VERSION}"
+        ))),
+    }
+}
+
+/// Encodes one device's samples as a stored batch. All samples must belong to `device`.
+pub fn encode_batch(device: &str, samples: &[Sample]) -> Vec<u8> {
+    let ts0 = samples.iter().map(|s| s.ts_ms).min().unwrap_or(0);
+    let mut e = Encoder::new(Vec::with_capacity(16 + samples.len() * 24));
+    let _ = e
+        .array(4)
+        .and_then(|e| e.u8(VERSION))
+        .and_then(|e| e.str(device))
+        .and_then(|e| e.i64(ts0))
+        .and_then(|e| e.array(samples.len() as u64));
+    for s in samples {
+        let _ = e
+            .array(4)
+            .and_then(|e| e.str(&s.point))
+            .and_then(|e| e.i64(s.ts_ms - ts0));
+        put_value(&mut e, s.value);
+        let _ = e.u16(quality_code(s.quality));
+    }
+    e.into_writer()
+}
+
+/// Number of readings in a stored batch, without decoding them.
+pub fn batch_len(bytes: &[u8]) -> Result<u64, DecodeError> {
+    let mut d = Decoder::new(bytes);
+    expect_array(&mut d, "batch")?;
+    expect_version(&mut d)?;
+    d.skip()?;
+    d.skip()?;
+    expect_array(&mut d, "batch readings")
+}
+
+/// Decodes a stored batch whose first reading has sequence number `first`.
+pub fn decode_batch(first: Seq, bytes: &[u8]) -> Result<Vec<Reading>, DecodeError> {
+    let mut d = Decoder::new(bytes);
+    expect_array(&mut d, "batch")?;
+    expect_version(&mut d)?;
+    let device: Arc<str> = Arc::from(d.str()?);
+    let ts0 = d.i64()?;
+    let n = expect_array(&mut d, "batch readings")?;
+    let mut out = Vec::with_capacity(n.min(4096) as usize);
+    for i in 0..n {
+        expect_array(&mut d, "reading")?;
+        let point = Arc::from(d.str()?);
+        let ts_ms = ts0 + d.i64()?;
+        let value = get_value(&mut d)?;
+        let quality = quality_from(d.u16()?)?;
+        out.push(Reading {
+            seq: first + i,
+            device: device.clone(),
+            sample: Sample {
+                point,
+                ts_ms,
+                value,
+                quality,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Encodes an alarm event (its sequence number is the store key).
+pub fn encode_alarm(device: &str, a: &super::AlarmChange) -> Vec<u8> {
+    let mut e = Encoder::new(Vec::with_capacity(64));
+    let _ = e
+        .array(8)
+        .and_then(|e| e.u8(VERSION))
+        .and_then(|e| e.str(device))
+        .and_then(|e| e.str(&a.sample.point))
+        .and_then(|e| e.i64(a.sample.ts_ms));
+    put_value(&mut e, a.sample.value);
+    let _ = e
+        .u16(quality_code(a.sample.quality))
+        .and_then(|e| e.u8(a.level.code()))
+        .and_then(|e| e.u8(a.prev.code()));
+    e.into_writer()
+}
+
+/// Decodes a stored alarm event numbered `seq`.
+pub fn decode_alarm(seq: Seq, bytes: &[u8]) -> Result<AlarmEvent, DecodeError> {
+    let mut d = Decoder::new(bytes);
+    expect_array(&mut d, "alarm")?;
+    expect_version(&mut d)?;
+    let device = Arc::from(d.str()?);
+    let point = Arc::from(d.str()?);
+    let ts_ms = d.i64()?;
+    let value = get_value(&mut d)?;
+    let quality = quality_from(d.u16()?)?;
+    let level = level_from(d.u8()?)?;
+    let prev = level_from(d.u8()?)?;
+    Ok(AlarmEvent {
+        seq,
+        device,
+        sample: Sample {
+            point,
+            ts_ms,
+            value,
+            quality,
+        },
+        level,
+        prev,
+    })
+}
+
+fn level_from(c: u8) -> Result<AlarmLevel, DecodeError> {
+    AlarmLevel::from_code(c).ok_or_else(|| DecodeError(format!("unknown alarm level {c}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AlarmChange;
+
+    fn s(point: &str, ts: i64, v: Option<Value>, q: Quality) -> Sample {
+        Sample {
+            point: point.into(),
+            ts_ms: ts,
+            value: v,
+            quality: q,
+        }
+    }
+
+    #[test]
+    fn batch_round_trips_every_value_kind_and_quality() {
+        let samples = vec![
+            s(
+                "ch01",
+                1_700_000_000_123,
+                Some(Value::Float(23.4)),
+                Quality::Good,
+            ),
+            s(
+                "ch02",
+                1_700_000_000_125,
+                Some(Value::Float(0.5)),
+                Quality::Good,
+            ),
+            s(
+                "ch03",
+                1_700_000_000_125,
+                Some(Value::Int(-7)),
+                Quality::Good,
+            ),
+            s(
+                "door",
+                1_700_000_000_130,
+                Some(Value::Bool(true)),
+                Quality::Good,
+            ),
+            s("ch04", 1_700_000_000_130, None, Quality::Timeout),
+            s("ch05", 1_700_000_000_130, None, Quality::Exception(2)),
+            s("ch06", 1_700_000_000_130, None, Quality::BadFrame),
+            s("ch07", 1_700_000_000_130, None, Quality::Disconnected),
+            s("ch08", 1_700_000_000_130, None, Quality::Offline),
+        ];
+        let bytes = encode_batch("gas-1", &samples);
+        assert_eq!(batch_len(&bytes).unwrap(), 9);
+        let back = decode_batch(41, &bytes).unwrap();
+        assert_eq!(back.len(), 9);
+        for (i, (r, s)) in back.iter().zip(&samples).enumerate() {
+            assert_eq!(r.seq, 41 + i as u64);
+            assert_eq!(&*r.device, "gas-1");
+            assert_eq!(&r.sample, s);
+        }
+    }
+
+    #[test]
+    fn small_batch_bytes_are_as_documented() {
+        let bytes = encode_batch("d", &[s("p", 1000, Some(Value::Float(0.5)), Quality::Good)]);
+        #[rustfmt::skip]
+        let expected = [
+            0x84,                   // array(4): the batch
+            0x01,                   // format version 1
+            0x61, b'd',             // dev "d"
+            0x19, 0x03, 0xe8,       // ts0 = 1000
+            0x81,                   // array(1): readings
+            0x84,                   //   array(4): one reading
+            0x61, b'p',             //   pt "p"
+            0x00,                   //   dts = 0
+            0xfa, 0x3f, 0, 0, 0,    //   v = 0.5 as float32 (lossless)
+            0x00,                   //   q = 0 good
+        ];
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn alarm_round_trips() {
+        let a = AlarmChange {
+            sample: s("ch03.status", 42, Some(Value::Int(2)), Quality::Good),
+            level: AlarmLevel::High,
+            prev: AlarmLevel::Unknown,
+        };
+        let back = decode_alarm(9, &encode_alarm("gas-1", &a)).unwrap();
+        assert_eq!(back.seq, 9);
+        assert_eq!(&*back.device, "gas-1");
+        assert_eq!(back.sample, a.sample);
+        assert_eq!(
+            (back.level, back.prev),
+            (AlarmLevel::High, AlarmLevel::Unknown)
+        );
+    }
+
+    #[test]
+    fn garbage_and_future_versions_are_errors_not_panics() {
+        assert!(decode_batch(1, &[0xff, 0x00]).is_err());
+        assert!(decode_batch(1, &[]).is_err());
+        let mut v2 = encode_batch("d", &[]);
+        v2[1] = 2;
+        assert!(decode_batch(1, &v2)
+            .unwrap_err()
+            .to_string()
+            .contains("version 2"));
+        assert!(decode_alarm(1, &[0x88, 0x01]).is_err());
+    }
+}

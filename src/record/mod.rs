@@ -1,0 +1,203 @@
+//! The record model: what a poll produces and what the platform receives.
+//!
+//! Owns [`Reading`], [`AlarmEvent`], [`Value`], [`Quality`] and [`AlarmLevel`], the compact storage
+//! codec the spool keeps on disk ([`codec`]) and the platform's wire format ([`wire`]).
+//! Must never do I/O: pure data and pure encoding, so every byte format is unit-tested here.
+//!
+//! Sequence numbers are assigned by the spool when a record becomes durable, not here: a record
+//! that was never stored has no number, and a stored one keeps its number forever.
+
+pub mod codec;
+pub mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Gateway-unique, monotonic record number, assigned by the spool.
+pub type Seq = u64;
+
+/// A decoded point value after type conversion, scale and offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+}
+
+impl Value {
+    /// The value as a number (bools as 0/1), for alarm maps and display.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Value::Bool(b) => f64::from(u8::from(b)),
+            Value::Int(i) => i as f64,
+            Value::Float(f) => f,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// Why a value is, or is not, trustworthy. Every failed read becomes a quality, never a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quality {
+    /// Read and decoded.
+    Good,
+    /// The device did not answer within the bus's `timeout_ms`.
+    Timeout,
+    /// The device answered with a Modbus exception (the code, e.g. 2 = illegal data address).
+    Exception(u8),
+    /// A reply arrived but was unusable: CRC or framing error, wrong unit or function.
+    BadFrame,
+    /// The line itself is down: serial port missing, TCP connection refused or broken.
+    Disconnected,
+    /// The device is marked offline after repeated failures and is only probed now and then.
+    Offline,
+}
+
+impl Quality {
+    /// Stable short name used on the wire, in logs and on the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Timeout => "timeout",
+            Quality::Exception(_) => "exception",
+            Quality::BadFrame => "bad_frame",
+            Quality::Disconnected => "disconnected",
+            Quality::Offline => "offline",
+        }
+    }
+
+    /// The Modbus exception code, for [`Quality::Exception`].
+    pub fn exception_code(self) -> Option<u8> {
+        match self {
+            Quality::Exception(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Quality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quality::Exception(c) => write!(f, "exception {c:#04x}"),
+            q => f.write_str(q.as_str()),
+        }
+    }
+}
+
+/// Alarm level of an alarm point. `Unknown` is only ever a `prev`: the first good read after
+/// start-up reports every alarm point's level with `prev = unknown`, so the platform learns the
+/// state of alarms that changed while the gateway was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlarmLevel {
+    Unknown,
+    Normal,
+    Low,
+    High,
+    Fault,
+}
+
+impl AlarmLevel {
+    pub const ALL: [AlarmLevel; 5] = [
+        AlarmLevel::Unknown,
+        AlarmLevel::Normal,
+        AlarmLevel::Low,
+        AlarmLevel::High,
+        AlarmLevel::Fault,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmLevel::Unknown => "unknown",
+            AlarmLevel::Normal => "normal",
+            AlarmLevel::Low => "low",
+            AlarmLevel::High => "high",
+            AlarmLevel::Fault => "fault",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// Stable number used by the storage codec.
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(c)).copied()
+    }
+
+    /// True for the levels a person must act on.
+    pub fn is_active(self) -> bool {
+        matches!(self, AlarmLevel::Low | AlarmLevel::High | AlarmLevel::Fault)
+    }
+}
+
+impl fmt::Display for AlarmLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One point's result from one poll, before it is stored (no sequence number yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub point: Arc<str>,
+    /// Capture time, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// `None` exactly when `quality` is not [`Quality::Good`].
+    pub value: Option<Value>,
+    pub quality: Quality,
+}
+
+/// An alarm point that changed level, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmChange {
+    pub sample: Sample,
+    pub level: AlarmLevel,
+    pub prev: AlarmLevel,
+}
+
+/// Everything one poll of one device produced: the unit the poller hands to the spool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicePoll {
+    pub device: Arc<str>,
+    pub samples: Vec<Sample>,
+    pub alarms: Vec<AlarmChange>,
+}
+
+/// A stored reading: a sample with its sequence number and device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub seq: Seq,
+    pub device: Arc<str>,
+    pub sample: Sample,
+}
+
+/// A stored alarm transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEvent {
+    pub seq: Seq,
+    pub device: Arc<str>,
+    pub sample: Sample,
+    pub level: AlarmLevel,
+    pub prev: AlarmLevel,
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

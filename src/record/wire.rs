@@ -1,0 +1,178 @@
+//! The platform's wire format: the messages plantgate publishes, in CBOR or JSON of one shape.
+//!
+//! Owns the shape (one serde model, so CBOR and JSON cannot drift apart) and its CDDL in README.
+//! Must never change a key's meaning: the platform deduplicates on `(gw, seq)` forever.
+//!
+//! ```cddl
+//! readings = { gw: tstr, hist: bool, readings: [* reading] }   ; topic {prefix}/readings
+//! alarm    = { reading-fields, level: level, prev: level }        ; topic {prefix}/alarms
+//! reading  = { reading-fields }
+//! reading-fields = ( gw: tstr, seq: uint, dev: tstr, pt: tstr, ts: int,   ; ts: ms since epoch
+//!                    v: bool / int / float / null, q: quality, ? exc: uint )
+//! quality  = "good" / "timeout" / "exception" / "bad_frame" / "disconnected" / "offline"
+//! level    = "unknown" / "normal" / "low" / "high" / "fault"
+//! ```
+
+use serde::Serialize;
+
+use super::{AlarmEvent, Reading, Sample, Value};
+
+/// Encoding of published payloads, chosen by `[upstream] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Cbor,
+    Json,
+}
+
+#[derive(Serialize)]
+struct WireSample<'a> {
+    gw: &'a str,
+    seq: u64,
+    dev: &'a str,
+    pt: &'a str,
+    ts: i64,
+    v: Option<WireValue>,
+    q: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exc: Option<u8>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+}
+
+impl<'a> WireSample<'a> {
+    fn new(gw: &'a str, seq: u64, dev: &'a str, s: &'a Sample) -> Self {
+        WireSample {
+            gw,
+            seq,
+            dev,
+            pt: &s.point,
+            ts: s.ts_ms,
+            v: s.value.map(|v| match v {
+                Value::Bool(b) => WireValue::Bool(b),
+                Value::Int(i) => WireValue::Int(i),
+                Value::Float(f) => WireValue::Float(f),
+            }),
+            q: s.quality.as_str(),
+            exc: s.quality.exception_code(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireBatch<'a> {
+    gw: &'a str,
+    hist: bool,
+    readings: Vec<WireSample<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireAlarm<'a> {
+    #[serde(flatten)]
+    sample: WireSample<'a>,
+    level: &'static str,
+    prev: &'static str,
+}
+
+fn encode<T: Serialize>(format: Format, msg: &T) -> Vec<u8> {
+    match format {
+        // Serializing plain structs into a Vec cannot fail.
+        Format::Cbor => minicbor_serde::to_vec(msg).unwrap_or_default(),
+        Format::Json => serde_json::to_vec(msg).unwrap_or_default(),
+    }
+}
+
+/// A readings message; `hist` marks readings drained from backlog.
+pub fn encode_readings(format: Format, gw: &str, hist: bool, readings: &[Reading]) -> Vec<u8> {
+    let batch = WireBatch {
+        gw,
+        hist,
+        readings: readings
+            .iter()
+            .map(|r| WireSample::new(gw, r.seq, &r.device, &r.sample))
+            .collect(),
+    };
+    encode(format, &batch)
+}
+
+/// An alarm message: one transition per message, so none waits behind another.
+pub fn encode_alarm(format: Format, gw: &str, a: &AlarmEvent) -> Vec<u8> {
+    let msg = WireAlarm {
+        sample: WireSample::new(gw, a.seq, &a.device, &a.sample),
+        level: a.level.as_str(),
+        prev: a.prev.as_str(),
+    };
+    encode(format, &msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{AlarmLevel, Quality};
+
+    fn reading(seq: u64, v: Option<Value>, q: Quality) -> Reading {
+        Reading {
+            seq,
+            device: "gas-1".into(),
+            sample: Sample {
+                point: "ch01".into(),
+                ts_ms: 1_700_000_000_000,
+                value: v,
+                quality: q,
+            },
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_keys() {
+        let r = [
+            reading(7, Some(Value::Float(12.5)), Quality::Good),
+            reading(8, None, Quality::Exception(2)),
+        ];
+        let j: serde_json::Value =
+            serde_json::from_slice(&encode_readings(Format::Json, "gw1", true, &r)).unwrap();
+        assert_eq!(j["gw"], "gw1");
+        assert_eq!(j["hist"], true);
+        assert_eq!(
+            j["readings"][0],
+            serde_json::json!({"gw":"gw1","seq":7,"dev":"gas-1","pt":"ch01","ts":1_700_000_000_000_i64,"v":12.5,"q":"good"})
+        );
+        assert_eq!(j["readings"][1]["v"], serde_json::Value::Null);
+        assert_eq!(j["readings"][1]["q"], "exception");
+        assert_eq!(j["readings"][1]["exc"], 2);
+    }
+
+    #[test]
+    fn cbor_alarm_is_a_flat_map_with_level_and_prev() {
+        let a = AlarmEvent {
+            seq: 3,
+            device: "gas-1".into(),
+            sample: reading(3, Some(Value::Int(2)), Quality::Good).sample,
+            level: AlarmLevel::High,
+            prev: AlarmLevel::Normal,
+        };
+        let bytes = encode_alarm(Format::Cbor, "gw1", &a);
+        let mut d = minicbor::Decoder::new(&bytes);
+        let n = d.map().unwrap();
+        // A flattened struct is written as an indefinite map; count its keys either way.
+        let mut keys = Vec::new();
+        for _ in 0..n.unwrap_or(u64::MAX) {
+            if d.datatype().unwrap() == minicbor::data::Type::Break {
+                break;
+            }
+            keys.push(d.str().unwrap().to_string());
+            d.skip().unwrap();
+        }
+        assert_eq!(
+            keys,
+            ["gw", "seq", "dev", "pt", "ts", "v", "q", "level", "prev"]
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! The uplink: publishes the spool to the command platform over MQTT (QoS 1, mutual TLS).
+//!
+//! Owns the MQTT session, the order in which pending records are sent, and acknowledging them
+//! to the spool. Must never delete a record itself, hold a record only in memory, or trust
+//! rumqttc's own session state: the spool is the source of truth.
+//!
+//! One session = one fresh rumqttc client and event loop (clean session). Any error ends the
+//! session; everything unacknowledged is simply read from the spool again by the next one, after
+//! a backoff with jitter, trying the configured brokers in order. Within a session, each free
+//! slot of the [`window::Window`] takes, in this order:
+//! 1. the oldest pending **alarm** (one per message, topic `{prefix}/alarms`);
+//! 2. **live** readings: committed since this session connected (`hist: false`);
+//! 3. **backlog**: readings that were already waiting when it connected (`hist: true`).
+//!
+//! A PUBACK hands the message's spool keys to a durable delete (batched while one is running).
+//! A retained `online` on `{prefix}/status` opens each session; the last will says `offline`.
+
+pub mod tls;
+pub mod window;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BrokerAddr, Upstream};
+use crate::record::{now_ms, wire, Seq};
+use crate::spool::store::StoreError;
+use crate::spool::Spool;
+use crate::status::Board;
+use window::{Carried, Window};
+
+/// Largest MQTT packet either way; batches stay well below it (`batch_max` ≤ 5000 readings).
+const MAX_PACKET: usize = 4 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// How long a stopping uplink waits for outstanding PUBACKs.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+pub struct Uplink {
+    cfg: Upstream,
+    gw: Arc<str>,
+    spool: Arc<Spool>,
+    board: Arc<Board>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+enum End {
+    Cancelled,
+    Failed {
+        connected_for: Option<Duration>,
+        error: String,
+    },
+}
+
+/// Where each lane of a session has got to.
+#[derive(Default)]
+struct Lanes {
+    alarm_from: Seq,
+    live_from: Seq,
+    /// Readings below this were pending when the session connected.
+    live_mark: Seq,
+    backlog_from: Seq,
+}
+
+/// PUBACKed spool keys waiting for their delete, and the delete under way.
+#[derive(Default)]
+struct Acks {
+    readings: Vec<u64>,
+    alarms: Vec<u64>,
+    running: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Acks {
+    fn add(&mut self, c: Carried) {
+        match c {
+            Carried::Alarm(k) => self.alarms.push(k),
+            Carried::Readings { keys, .. } => self.readings.extend(keys),
+            Carried::Status => {}
+        }
+    }
+
+    /// Starts a delete of everything gathered, unless one is running.
+    fn start(&mut self, spool: &Arc<Spool>) {
+        if self.running.is_some() || (self.readings.is_empty() && self.alarms.is_empty()) {
+            return;
+        }
+        let (r, a) = (
+            std::mem::take(&mut self.readings),
+            std::mem::take(&mut self.alarms),
+        );
+        let spool = spool.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || spool.ack(&r, &a)));
+    }
+
+    /// Waits for the delete under way, if any, and reports how it went.
+    async fn finished(&mut self) {
+        if let Some(r) = join_running(&mut self.running).await {
+            report(r);
+        }
+    }
+
+    /// Waits until everything gathered is deleted.
+    async fn flush(&mut self, spool: &Arc<Spool>) {
+        self.finished().await;
+        self.start(spool);
+        self.finished().await;
+    }
+}
+
+/// Joins the delete under way and clears the slot; cancel-safe (the handle stays if dropped).
+async fn join_running(
+    running: &mut Option<JoinHandle<Result<(), StoreError>>>,
+) -> Option<Result<Result<(), StoreError>, tokio::task::JoinError>> {
+    let h = running.as_mut()?;
+    let r = h.await;
+    *running = None;
+    Some(r)
+}
+
+fn report(r: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "could not delete acknowledged records; they will be sent again")
+        }
+        Err(e) => tracing::error!(error = %e, "acknowledgement task failed"),
+    }
+}
+
+impl Uplink {
+    /// Loads the TLS material; fails with a clear message if it is unusable.
+    pub fn build(
+        cfg: Upstream,
+        gw: Arc<str>,
+        spool: Arc<Spool>,
+        board: Arc<Board>,
+    ) -> Result<Self, tls::TlsError> {
+        let tls = tls::client_config(&cfg.ca_file, &cfg.cert_file, &cfg.key_file)?;
+        Ok(Uplink {
+            cfg,
+            gw,
+            spool,
+            board,
+            tls,
+        })
+    }
+
+    fn topic(&self, leaf: &str) -> String {
+        format!("{}/{leaf}", self.cfg.topic_prefix)
+    }
+
+    /// Runs sessions until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut failures: u32 = 0;
+        let mut broker = 0usize;
+        loop {
+            let addr = self.cfg.brokers[broker].clone();
+            match self.session(&addr, &cancel).await {
+                End::Cancelled => return,
+                End::Failed {
+                    connected_for,
+                    error,
+                } => {
+                    self.board.update_uplink(|u| {
+                        u.connected_to = None;
+                        u.connected_since_ms = None;
+                        u.last_error = Some(format!("{addr}: {error}"));
+                    });
+                    match connected_for {
+                        // a session that held for a while earns a quick retry of the first broker
+                        Some(d) if d > Duration::from_secs(10) => {
+                            tracing::warn!(broker = %addr, %error, "uplink lost; reconnecting");
+                            failures = 0;
+                            broker = 0;
+                        }
+                        _ => {
+                            tracing::warn!(broker = %addr, %error, "uplink cannot connect");
+                            broker = (broker + 1) % self.cfg.brokers.len();
+                            if broker == 0 {
+                                failures = failures.saturating_add(1);
+                            }
+                        }
+                    }
+                    let delay = backoff(failures);
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn options(&self, addr: &BrokerAddr) -> MqttOptions {
+        let mut o = MqttOptions::new(self.cfg.client_id.clone(), addr.host.clone(), addr.port);
+        o.set_keep_alive(self.cfg.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_inflight(self.cfg.inflight)
+            .set_request_channel_capacity(usize::from(self.cfg.inflight) + 8)
+            .set_last_will(LastWill::new(
+                self.topic("status"),
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+            ))
+            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                self.tls.clone(),
+            )));
+        o
+    }
+
+    async fn session(&self, addr: &BrokerAddr, cancel: &CancellationToken) -> End {
+        let (client, mut events) =
+            AsyncClient::new(self.options(addr), usize::from(self.cfg.inflight) + 8);
+        events.network_options.set_connection_timeout(10);
+        let mut window = Window::new(self.cfg.inflight);
+        let mut lanes = Lanes::default();
+        let mut acks = Acks::default();
+        let mut committed = self.spool.subscribe();
+        let mut connected_at: Option<Instant> = None;
+        let end = loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    self.drain(&client, &mut events, &mut window, &mut acks).await;
+                    break End::Cancelled;
+                }
+                Some(r) = join_running(&mut acks.running), if acks.running.is_some() => report(r),
+                ev = events.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connected_at = Some(Instant::now());
+                        lanes = match self.spool.next_seq() {
+                            Ok(mark) => Lanes { live_mark: mark, live_from: mark, ..Lanes::default() },
+                            Err(e) => break End::Failed { connected_for: Some(Duration::ZERO), error: e.to_string() },
+                        };
+                        tracing::info!(broker = %addr, backlog_below = lanes.live_mark, "uplink connected");
+                        self.board.update_uplink(|u| {
+                            u.connected_to = Some(addr.to_string());
+                            u.connected_since_ms = Some(now_ms());
+                            u.reconnects += 1;
+                            u.last_error = None;
+                        });
+                        if client.try_publish(self.topic("status"), QoS::AtLeastOnce, true, "online").is_ok() {
+                            window.sent(Carried::Status);
+                        }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.on_outgoing(pkid),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(c) = window.on_puback(ack.pkid) {
+                            let n = match &c {
+                                Carried::Readings { count, .. } => *count,
+                                Carried::Alarm(_) => 1,
+                                Carried::Status => 0,
+                            };
+                            self.board.update_uplink(|u| {
+                                u.last_puback_ms = Some(now_ms());
+                                u.acked_records += n;
+                            });
+                            acks.add(c);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => break End::Failed {
+                        connected_for: connected_at.map(|t| t.elapsed()),
+                        error: tls::explain(&e),
+                    },
+                },
+                changed = committed.changed(), if connected_at.is_some() => {
+                    if changed.is_err() {
+                        // the spool is gone: the gateway is stopping
+                        cancel.cancelled().await;
+                    }
+                }
+            }
+            acks.start(&self.spool);
+            if connected_at.is_some() {
+                if let Err(e) = self.fill(&client, &mut window, &mut lanes) {
+                    break End::Failed {
+                        connected_for: connected_at.map(|t| t.elapsed()),
+                        error: e,
+                    };
+                }
+            }
+        };
+        // Whatever the broker acknowledged is deleted before the next session reads the spool.
+        acks.flush(&self.spool).await;
+        end
+    }
+
+    /// Publishes while the window has room and the spool has something to send.
+    fn fill(
+        &self,
+        client: &AsyncClient,
+        window: &mut Window,
+        lanes: &mut Lanes,
+    ) -> Result<(), String> {
+        // Spool reads are short read transactions on a bounded page cache; they run inline.
+        while window.can_send() {
+            let fmt = self.cfg.format;
+            let (topic, payload, carried) = if let Some(a) = self
+                .spool
+                .alarms(lanes.alarm_from, 1)
+                .map_err(|e| e.to_string())?
+                .pop()
+            {
+                lanes.alarm_from = a.seq + 1;
+                (
+                    self.topic("alarms"),
+                    wire::encode_alarm(fmt, &self.gw, &a),
+                    Carried::Alarm(a.seq),
+                )
+            } else if let Some((batches, hist)) =
+                self.next_readings(lanes).map_err(|e| e.to_string())?
+            {
+                let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+                let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
+                let count = readings.len() as u64;
+                (
+                    self.topic("readings"),
+                    wire::encode_readings(fmt, &self.gw, hist, &readings),
+                    Carried::Readings { keys, count, hist },
+                )
+            } else {
+                return Ok(());
+            };
+            client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .map_err(|e| format!("cannot queue a publish: {e}"))?;
+            window.sent(carried);
+            self.board.update_uplink(|u| u.published += 1);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn next_readings(
+        &self,
+        lanes: &mut Lanes,
+    ) -> Result<Option<(Vec<(Seq, Vec<crate::record::Reading>)>, bool)>, StoreError> {
+        let live = self
+            .spool
+            .readings(lanes.live_from, u64::MAX, self.cfg.batch_max)?;
+        if let Some((k, r)) = live.last() {
+            lanes.live_from = k + r.len().max(1) as u64;
+            return Ok(Some((live, false)));
+        }
+        let backlog =
+            self.spool
+                .readings(lanes.backlog_from, lanes.live_mark, self.cfg.batch_max)?;
+        if let Some((k, r)) = backlog.last() {
+            lanes.backlog_from = k + r.len().max(1) as u64;
+            return Ok(Some((backlog, true)));
+        }
+        Ok(None)
+    }
+
+    /// On shutdown: collect outstanding PUBACKs for a short grace period, say `offline`, leave.
+    async fn drain(
+        &self,
+        client: &AsyncClient,
+        events: &mut EventLoop,
+        window: &mut Window,
+        acks: &mut Acks,
+    ) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut leaving = false;
+        loop {
+            if window.outstanding() == 0 && !leaving {
+                let _ = client.try_publish(self.topic("status"), QoS::AtMostOnce, true, "offline");
+                let _ = client.try_disconnect();
+                leaving = true;
+            }
+            match tokio::time::timeout_at(deadline, events.poll()).await {
+                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => window.on_outgoing(pkid),
+                Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    if let Some(c) = window.on_puback(ack.pkid) {
+                        acks.add(c);
+                    }
+                }
+                Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        tracing::info!(
+            unacknowledged = window.outstanding(),
+            "uplink stopped; unacknowledged records stay in the spool"
+        );
+    }
+}
+
+/// Exponential backoff with ±20 % jitter, so many gateways do not reconnect in step.
+fn backoff(failures: u32) -> Duration {
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << failures.min(8))
+        .min(BACKOFF_MAX);
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        assert!(backoff(0) <= Duration::from_millis(600));
+        assert!(backoff(3) >= Duration::from_millis(3200));
+        for _ in 0..50 {
+            let d = backoff(30);
+            assert!(d >= Duration::from_secs(12) && d <= Duration::from_secs(18));
+        }
+    }
+}
