@@ -376,7 +376,7 @@ fn validate_devices(cx: &mut Ctx, file: &File, buses: &[Bus]) -> Vec<Device> {
         for (path, pt) in sources {
             expand_point(cx, &path, pt, &mut points);
         }
-        check_point_set(cx, &p, &points);
+        check_point_set(cx, &points);
         out.push(Device {
             name: Arc::from(d.name.as_str()),
             bus: bus.unwrap_or(0),
@@ -441,7 +441,7 @@ fn expand_point(
         (2, Some("big")) => WordOrder::Big,
         (2, Some("little")) => WordOrder::Little,
         (2, None) => {
-            cx.err(span.clone(), format!("{path}.word_order"), format!("a {} spans two registers: say word_order = \"big\" (high word first) or \"little\"", f.kind));
+            cx.err(span.clone(), format!("{path}.word_order"), format!("type {} spans two registers: say word_order = \"big\" (high word first) or \"little\"", f.kind));
             WordOrder::Big
         }
         (2, Some(other)) => {
@@ -597,14 +597,14 @@ fn expand_point(
 }
 
 /// Names unique and no two points sharing a register.
-fn check_point_set(cx: &mut Ctx, device: &str, points: &[(Point, String, Range<usize>)]) {
+fn check_point_set(cx: &mut Ctx, points: &[(Point, String, Range<usize>)]) {
     let mut names: HashMap<&str, &str> = HashMap::new();
     for (pt, path, span) in points {
         if let Some(first) = names.insert(&pt.name, path) {
             cx.err(
                 span.clone(),
                 format!("{path}.name"),
-                format!("\"{}\" is also the name of {first} in {device}", pt.name),
+                format!("\"{}\" is also the name of {first}", pt.name),
             );
         }
     }
@@ -619,7 +619,7 @@ fn check_point_set(cx: &mut Ctx, device: &str, points: &[(Point, String, Range<u
                 bspan.clone(),
                 format!("{bp}.address"),
                 format!(
-                    "{} {} ({}) overlaps {} ({}) at {} in {device}",
+                    "{} {} ({}) overlaps {} ({}) at {}",
                     b.table.as_str(),
                     b.address,
                     b.name,

@@ -4,7 +4,7 @@
 //! drifting concentrations and leak events ([`drift`]), and serving it over Modbus TCP or RTU
 //! ([`server`]). Must never be reachable from `plantgate run`: it exists for the demo and tests.
 //!
-//! Register map of the simulated "GD-16" controller (also `config/profiles/gd16.toml`):
+//! Register map of the simulated "GD-16" controller (also `config/gd16-rs485.toml`):
 //! - input registers 0..=15: gas concentration of channel 1..=16, in 0.1 %LEL (u16)
 //! - input registers 100..=115: channel status: 0 normal, 1 low alarm, 2 high alarm, 3 fault
 //! - discrete input 0: mains power failure (true = running on battery)
