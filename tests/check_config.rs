@@ -1,6 +1,7 @@
 //! `plantgate check-config` as a technician meets it: the real binary on real files.
 //! Every file in tests/configs/bad/ must be refused with exit 78 and each message its
 //! `# expect:` lines name; the shipped examples in config/ must be accepted.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,0 +1,41 @@
+//! `plantgate demo` as a first-time user runs it: the real binary, nothing configured.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+#[test]
+fn demo_shows_readings_an_alarm_and_what_the_platform_received() {
+    let out = Command::new(env!("CARGO_BIN_EXE_plantgate"))
+        .args(["demo", "--for", "10"])
+        .output()
+        .expect("run plantgate demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // decoded readings: a line per device poll with 16 channel values in %LEL
+    assert!(
+        text.lines()
+            .any(|l| l.contains("gas-1") && l.ends_with("%LEL")),
+        "{text}"
+    );
+    // the simulated leak crosses the low threshold within the run
+    assert!(
+        text.contains("ALARM gas-1 ch") && text.contains("normal → low"),
+        "{text}"
+    );
+    // and the platform side received readings, none twice
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("the platform received"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let n: u64 = summary
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 200, "{summary}");
+    assert!(summary.contains("; 0 duplicates)"), "{summary}");
+}
