@@ -29,19 +29,28 @@ pub struct PlatformMsg {
     pub topic: String,
     pub retained: bool,
     pub body: serde_json::Value,
+    /// The payload as it came over the wire.
+    pub raw: Vec<u8>,
 }
 
 /// Subscribes to `{prefix}/#` as the command platform would and hands every decoded message to
-/// the returned channel. Reconnects on its own until the receiver is dropped.
+/// the returned channel. Reconnects on its own until the receiver is dropped. With a
+/// `session` client id the broker keeps the subscription and queues messages while the
+/// subscriber is away (clean session off), as a real platform consumer would.
 pub fn subscribe_platform(
     host: &str,
     port: u16,
     tls: Arc<rustls::ClientConfig>,
     prefix: &str,
+    session: Option<&str>,
 ) -> mpsc::UnboundedReceiver<PlatformMsg> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut opts = MqttOptions::new(format!("platform-{}", rand::random::<u32>()), host, port);
-    opts.set_keep_alive(Duration::from_secs(10))
+    let id = session
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("platform-{}", rand::random::<u32>()));
+    let mut opts = MqttOptions::new(id, host, port);
+    opts.set_clean_session(session.is_none())
+        .set_keep_alive(Duration::from_secs(10))
         .set_max_packet_size(8 << 20, 8 << 20)
         .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     let filter = format!("{prefix}/#");
@@ -59,6 +68,7 @@ pub fn subscribe_platform(
                             topic: p.topic.clone(),
                             retained: p.retain,
                             body,
+                            raw: p.payload.to_vec(),
                         })
                         .is_err()
                     {
@@ -226,7 +236,7 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
         &files.platform.cert_file,
         &files.platform.key_file,
     )?;
-    let mut platform = subscribe_platform("localhost", mqtt_port, platform_tls, &prefix);
+    let mut platform = subscribe_platform("localhost", mqtt_port, platform_tls, &prefix, None);
 
     println!("plantgate demo: simulated gas controllers → gateway → spool → MQTT with mutual TLS");
     println!(

@@ -34,13 +34,29 @@ pub fn decode_bit(bit: bool) -> Value {
     Value::Bool(bit)
 }
 
-/// An integer stays an integer unless the point scales or offsets it.
+/// An integer stays an integer unless the point scales or offsets it. A scaled value is rounded
+/// to the decimals its scale and offset have, so raw 123 × 0.1 is 12.3, not 12.300000000000001.
 fn scaled(point: &Point, raw: i64) -> Value {
     if point.scale == 1.0 && point.offset == 0.0 {
-        Value::Int(raw)
-    } else {
-        Value::Float(raw as f64 * point.scale + point.offset)
+        return Value::Int(raw);
     }
+    let v = raw as f64 * point.scale + point.offset;
+    match decimals(point.scale).zip(decimals(point.offset)) {
+        Some((a, b)) => {
+            let p = 10f64.powi(i32::from(a.max(b)));
+            Value::Float((v * p).round() / p)
+        }
+        None => Value::Float(v),
+    }
+}
+
+/// How many decimals `x` has when written out, if at most 9 (0.1 → 1, 0.025 → 3, 2.0 → 0).
+pub fn decimals(x: f64) -> Option<u8> {
+    (0..=9u8).find(|&d| {
+        let p = 10f64.powi(i32::from(d));
+        let m = (x * p).round();
+        m.abs() < 1e15 && m / p == x
+    })
 }
 
 #[cfg(test)]
@@ -75,13 +91,20 @@ mod tests {
     }
 
     #[test]
-    fn scale_and_offset_make_a_float() {
-        // 0x00EA = 234 raw tenths of %LEL → 23.4
+    fn scale_and_offset_make_a_float_with_the_scales_decimals() {
+        // 0x00EA = 234 raw tenths of %LEL → exactly the f64 nearest 23.4 (234 × 0.1 is not)
         let p = point(Kind::U16, WordOrder::Big, 0.1, 0.0);
-        let Value::Float(f) = decode_words(&p, &[0x00EA]) else {
-            panic!("expected a float")
-        };
-        assert!((f - 23.4).abs() < 1e-9);
+        assert_eq!(decode_words(&p, &[0x00EA]), Value::Float(23.4));
+        assert_eq!(decode_words(&p, &[123]), Value::Float(12.3));
+        assert_eq!(
+            (
+                decimals(0.1),
+                decimals(0.025),
+                decimals(2.0),
+                decimals(1.0 / 3.0)
+            ),
+            (Some(1), Some(3), Some(0), None)
+        );
         // 4–20 mA loop as 0..=4000 raw, shown as -40..=+60 °C: 2000 → 10.0
         let t = point(Kind::U16, WordOrder::Big, 0.025, -40.0);
         assert_eq!(decode_words(&t, &[2000]), Value::Float(10.0));

@@ -58,15 +58,41 @@ fn quality_from(code: u16) -> Result<Quality, DecodeError> {
     })
 }
 
+/// CBOR tag 4: decimal fraction `[exponent, mantissa]`, value = mantissa × 10^exponent.
+const DECIMAL_FRACTION: u64 = 4;
+
 fn put_value(e: &mut Enc, v: Option<Value>) {
     // Writing into a Vec cannot fail; the results are ignored on purpose.
     let _ = match v {
         None => e.null(),
         Some(Value::Bool(b)) => e.bool(b),
         Some(Value::Int(i)) => e.i64(i),
-        Some(Value::Float(f)) if f64::from(f as f32) == f || f.is_nan() => e.f32(f as f32),
-        Some(Value::Float(f)) => e.f64(f),
+        Some(Value::Float(f)) => match as_decimal(f) {
+            // A scaled reading (23.4 %LEL) is a short decimal: 4-6 bytes instead of 9.
+            Some((exp, m)) => e
+                .tag(minicbor::data::Tag::new(DECIMAL_FRACTION))
+                .and_then(|e| e.array(2))
+                .and_then(|e| e.i8(exp))
+                .and_then(|e| e.i64(m)),
+            None if f64::from(f as f32) == f || f.is_nan() => e.f32(f as f32),
+            None => e.f64(f),
+        },
     };
+}
+
+/// `f` as `mantissa × 10^exp` when that decodes back to exactly `f` (up to 6 decimals).
+fn as_decimal(f: f64) -> Option<(i8, i64)> {
+    let d = crate::poll::decode::decimals(f).filter(|&d| d <= 6)?;
+    let m = (f * 10f64.powi(i32::from(d))).round();
+    (m.abs() < 2_147_483_648.0).then_some((-(d as i8), m as i64))
+}
+
+fn from_decimal(exp: i8, m: i64) -> f64 {
+    if exp <= 0 {
+        m as f64 / 10f64.powi(-i32::from(exp))
+    } else {
+        m as f64 * 10f64.powi(i32::from(exp))
+    }
 }
 
 fn get_value(d: &mut Decoder<'_>) -> Result<Option<Value>, DecodeError> {
@@ -77,6 +103,17 @@ fn get_value(d: &mut Decoder<'_>) -> Result<Option<Value>, DecodeError> {
         }
         Type::Bool => Some(Value::Bool(d.bool()?)),
         Type::F16 | Type::F32 | Type::F64 => Some(Value::Float(d.f64()?)),
+        Type::Tag => {
+            let tag = d.tag()?;
+            if tag.as_u64() != DECIMAL_FRACTION || d.array()? != Some(2) {
+                return Err(DecodeError(format!(
+                    "unexpected value tag {}",
+                    tag.as_u64()
+                )));
+            }
+            let exp = d.i8()?;
+            Some(Value::Float(from_decimal(exp, d.i64()?)))
+        }
         _ => Some(Value::Int(d.i64()?)),
     })
 }
@@ -231,6 +268,10 @@ mod tests {
                 Some(Value::Float(0.5)),
                 Quality::Good,
             ),
+            s("ch09", 1, Some(Value::Float(1.0 / 3.0)), Quality::Good),
+            s("ch10", 1, Some(Value::Float(0.25e-3)), Quality::Good),
+            s("ch11", 1, Some(Value::Float(-40.025)), Quality::Good),
+            s("ch12", 1, Some(Value::Float(1e300)), Quality::Good),
             s(
                 "ch03",
                 1_700_000_000_125,
@@ -250,9 +291,9 @@ mod tests {
             s("ch08", 1_700_000_000_130, None, Quality::Offline),
         ];
         let bytes = encode_batch("gas-1", &samples);
-        assert_eq!(batch_len(&bytes).unwrap(), 9);
+        assert_eq!(batch_len(&bytes).unwrap(), 13);
         let back = decode_batch(41, &bytes).unwrap();
-        assert_eq!(back.len(), 9);
+        assert_eq!(back.len(), 13);
         for (i, (r, s)) in back.iter().zip(&samples).enumerate() {
             assert_eq!(r.seq, 41 + i as u64);
             assert_eq!(&*r.device, "gas-1");
@@ -273,7 +314,7 @@ mod tests {
             0x84,                   //   array(4): one reading
             0x61, b'p',             //   pt "p"
             0x00,                   //   dts = 0
-            0xfa, 0x3f, 0, 0, 0,    //   v = 0.5 as float32 (lossless)
+            0xc4, 0x82, 0x20, 0x05, //   v = 0.5: tag 4 decimal fraction [-1, 5]
             0x00,                   //   q = 0 good
         ];
         assert_eq!(bytes, expected);

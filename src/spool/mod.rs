@@ -28,9 +28,12 @@
 //!   `now_ms × 1000`, above anything an earlier store can have issued below 1,000,000 records/s,
 //!   and below 2^53 (JSON-safe) until the year 2255.
 //! - *Bounded disk*: entries are charged their size plus [`store::ENTRY_OVERHEAD`]; when the
-//!   charge would pass half of `[spool] max_bytes` (redb's copy-on-write pages and free-page
-//!   reuse need the other half), the oldest reading batches are evicted in the same transaction,
-//!   counted in `evicted_readings`. Alarms are never evicted.
+//!   charge would pass the budget, the oldest reading batches are evicted in the same
+//!   transaction, counted in `evicted_readings`. Alarms are never evicted. The budget starts at
+//!   45 % of `[spool] max_bytes` (measured: redb's file settles at ~2.1× the charge, since
+//!   copy-on-write needs free pages beside the live ones) and shrinks whenever the file comes
+//!   near `max_bytes`, so it adapts to the real overhead. Freed pages are reused: the file stops
+//!   growing; it never shrinks by itself.
 //! - *Disk full*: an I/O error on commit leaves the batch in memory (pollers wait on the bounded
 //!   channel); the spool evicts a tenth of the readings in a separate commit and retries with
 //!   backoff. Nothing is dropped silently.
@@ -46,6 +49,7 @@
 pub mod store;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -83,8 +87,10 @@ pub struct Spool {
     board: Arc<Board>,
     /// `next_seq` after the latest commit: the uplink wakes on it.
     committed: watch::Sender<Seq>,
-    /// Evicted or undecodable records since start (the store keeps the lifetime total).
-    dropped_undecodable: std::sync::atomic::AtomicU64,
+    /// Undecodable entries dropped since start.
+    dropped_undecodable: AtomicU64,
+    /// Largest charge before readings are evicted; shrinks if the file nears `max_bytes`.
+    budget: AtomicU64,
 }
 
 const FILE: &str = "spool.redb";
@@ -122,7 +128,8 @@ impl Spool {
             settings: settings.clone(),
             board,
             committed,
-            dropped_undecodable: Default::default(),
+            dropped_undecodable: AtomicU64::new(0),
+            budget: AtomicU64::new(settings.max_bytes / 100 * 45),
         };
         spool.refresh_status()?;
         Ok(spool)
@@ -132,9 +139,8 @@ impl Spool {
         self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Largest logical size before readings are evicted.
     fn budget(&self) -> u64 {
-        self.settings.max_bytes / 2
+        self.budget.load(Ordering::Relaxed)
     }
 
     /// Makes `polls` durable in one commit and numbers them. Blocking: call off the runtime.
@@ -273,6 +279,20 @@ impl Spool {
         let oldest_ts = oldest
             .and_then(|b| codec::decode_batch(0, &b).ok())
             .and_then(|r| r.first().map(|r| r.sample.ts_ms));
+        if bytes > self.settings.max_bytes / 100 * 97 {
+            // The file is near its limit: charge less from now on, so eviction frees pages
+            // before the file has to grow.
+            let tighter = c.logical_bytes / 10 * 9;
+            if tighter < self.budget() {
+                self.budget.store(tighter, Ordering::Relaxed);
+                tracing::info!(
+                    file_bytes = bytes,
+                    max_bytes = self.settings.max_bytes,
+                    budget = tighter,
+                    "spool near its size limit: budget lowered"
+                );
+            }
+        }
         self.board.update_spool(|s| {
             s.readings = c.readings;
             s.alarms = c.alarms;

@@ -127,7 +127,8 @@ pub fn explain(e: &(dyn std::error::Error + 'static)) -> String {
 fn tls_words(e: &rustls::Error) -> String {
     use rustls::{AlertDescription as A, CertificateError as C, Error as E};
     match e {
-        E::InvalidCertificate(C::UnknownIssuer) => {
+        // A CA of the same name but another key shows up as a bad signature.
+        E::InvalidCertificate(C::UnknownIssuer) | E::InvalidCertificate(C::BadSignature) => {
             "the broker's certificate is not signed by the configured CA (ca_file)".into()
         }
         E::InvalidCertificate(C::NotValidForName)

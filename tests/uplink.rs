@@ -1,0 +1,443 @@
+//! Store and forward over real mutual TLS (the embedded rumqttd): what the platform receives.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use plantgate::record::{AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
+use plantgate::spool::Spool;
+use plantgate::status::Board;
+
+fn synthetic_poll(device: &str, points: usize, alarm: Option<AlarmLevel>) -> DevicePoll {
+    let ts = plantgate::record::now_ms();
+    let samples: Vec<Sample> = (0..points)
+        .map(|i| Sample {
+            point: format!("ch{:02}.gas", i + 1).into(),
+            ts_ms: ts,
+            value: Some(Value::Float(i as f64 * 0.1 + 2.0)),
+            quality: Quality::Good,
+        })
+        .collect();
+    let alarms = alarm
+        .map(|level| AlarmChange {
+            sample: Sample {
+                point: "ch01.status".into(),
+                ts_ms: ts,
+                value: Some(Value::Int(2)),
+                quality: Quality::Good,
+            },
+            level,
+            prev: AlarmLevel::Normal,
+        })
+        .into_iter()
+        .collect();
+    DevicePoll {
+        device: device.into(),
+        samples,
+        alarms,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_reaches_the_platform_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let platform = platform(&pki, port, None);
+    let (sim, _c) = simulators(2).await;
+    let cfg = config(&gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        2,
+        100,
+        "sync_ms = 20",
+        &pki.upstream(port, ""),
+    ));
+    let first = next_seq(&cfg);
+
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let board = running.board.clone();
+    wait_for(&platform, Duration::from_secs(20), "2000 readings", |p| {
+        p.seen.len() >= 2000
+    })
+    .await;
+    running.shutdown().await;
+    let next = board.spool().next_seq;
+    wait_for(&platform, Duration::from_secs(10), "every record", |p| {
+        p.missing(first..next).is_empty()
+    })
+    .await;
+
+    let p = platform.lock().unwrap();
+    assert_eq!(p.duplicates(), 0);
+    assert_eq!(p.seen.keys().next(), Some(&first));
+    assert_eq!(p.seen.keys().last(), Some(&(next - 1)));
+    assert_eq!(
+        board.spool().readings,
+        0,
+        "acknowledged readings are deleted"
+    );
+    assert_eq!(board.spool().alarms, 0);
+    assert!(p.statuses.iter().any(|s| s == "online"), "{:?}", p.statuses);
+    // 2 devices × 16 status points: the start-up state of each, once
+    assert_eq!(
+        p.alarms.iter().filter(|a| a["prev"] == "unknown").count(),
+        32
+    );
+    assert!(
+        p.messages
+            .iter()
+            .filter(|m| m.0.ends_with("/readings"))
+            .all(|m| !m.2),
+        "nothing was backlog"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_overtakes_a_large_backlog() {
+    const BACKLOG: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let (sim, controllers) = simulators(1).await;
+    let cfg = config(&gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        100,
+        "sync_ms = 10",
+        &pki.upstream(port, "batch_max = 100\ninflight = 8"),
+    ));
+    // The backlog: what an outage of a few hours leaves behind.
+    {
+        let spool = Spool::open(
+            &cfg.gateway.data_dir,
+            &cfg.spool,
+            Arc::new(Board::default()),
+        )
+        .unwrap();
+        let polls: Vec<DevicePoll> = (0..100)
+            .map(|_| synthetic_poll("old-dev", 100, None))
+            .collect();
+        for _ in 0..BACKLOG / 10_000 {
+            spool.append(&polls).unwrap();
+        }
+    }
+    let platform = platform(&pki, port, None);
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    wait_for(
+        &platform,
+        Duration::from_secs(30),
+        "the backlog to start draining",
+        |p| p.messages.iter().any(|m| m.2),
+    )
+    .await;
+
+    controllers[0].set_concentration(3, 450); // a leak on channel 3: high alarm
+    wait_for(&platform, Duration::from_secs(30), "the high alarm", |p| {
+        p.alarms.iter().any(|a| a["level"] == "high")
+    })
+    .await;
+    let backlog_before_alarm = {
+        let p = platform.lock().unwrap();
+        p.messages
+            .iter()
+            .filter(|m| m.2)
+            .map(|m| m.1.len())
+            .sum::<usize>()
+    };
+    assert!(
+        backlog_before_alarm < BACKLOG / 2,
+        "the alarm arrived only after {backlog_before_alarm} of {BACKLOG} backlog readings"
+    );
+    wait_for(
+        &platform,
+        Duration::from_secs(120),
+        "the whole backlog",
+        |p| {
+            p.messages
+                .iter()
+                .filter(|m| m.2)
+                .map(|m| m.1.len())
+                .sum::<usize>()
+                >= BACKLOG
+        },
+    )
+    .await;
+    running.shutdown().await;
+    let p = platform.lock().unwrap();
+    let alarm = p.alarms.iter().find(|a| a["level"] == "high").unwrap();
+    assert_eq!(alarm["pt"], "ch03.status");
+    assert_eq!(alarm["prev"], "normal");
+    assert_eq!(p.duplicates(), 0);
+}
+
+/// An `[upstream]` section with explicit TLS files.
+fn upstream(port: u16, ca: &std::path::Path, cert: &plantgate::app::pki::Issued) -> String {
+    format!(
+        "[upstream]\nbrokers = [\"localhost:{port}\"]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ntopic_prefix = \"pg/test\"\n",
+        ca.display(),
+        cert.cert_file.display(),
+        cert.key_file.display()
+    )
+}
+
+/// Runs a gateway with `upstream` until it reports an uplink error containing `expect`, and
+/// checks that nothing was published and the records stayed in the spool.
+async fn refused(upstream: String, expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, _c) = simulators(1).await;
+    let cfg = config(&gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &upstream,
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        if let (Some(e), true) = (
+            running.board.uplink().last_error,
+            running.board.spool().readings > 0,
+        ) {
+            break e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no uplink error reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(error.contains(expect), "expected {expect:?} in {error:?}");
+    assert_eq!(
+        running.board.uplink().published,
+        0,
+        "nothing may be sent over a refused connection"
+    );
+    assert!(
+        running.board.spool().readings > 0,
+        "records stay in the spool"
+    );
+    running.shutdown().await;
+}
+
+/// Starts rumqttd over mutual TLS with the given server certificate and client CA.
+fn broker_with(ca: &std::path::Path, server: &plantgate::app::pki::Issued) -> u16 {
+    let port = plantgate::broker::free_port().unwrap();
+    plantgate::broker::start(
+        ([127, 0, 0, 1], port).into(),
+        Some(plantgate::broker::BrokerTls {
+            ca_file: ca.to_owned(),
+            cert_file: server.cert_file.clone(),
+            key_file: server.key_file.clone(),
+        }),
+    )
+    .unwrap();
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_from_another_ca_or_for_another_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = pki(dir.path());
+    // A broker whose certificate comes from another CA.
+    let rogue_dir = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    let rogue = pki(&rogue_dir);
+    let rogue_port = rumqttd(&rogue);
+    let rogue_platform = platform(&rogue, rogue_port, None);
+    refused(
+        upstream(rogue_port, &ours.ca.cert_file, &ours.gateway),
+        "not signed by the configured CA",
+    )
+    .await;
+    assert!(
+        rogue_platform.lock().unwrap().messages.is_empty(),
+        "the rogue broker got something"
+    );
+
+    // A broker with a certificate from the right CA, but for another host name.
+    let elsewhere = ours
+        .ca
+        .issue(dir.path(), "elsewhere", &["mqtt.elsewhere.example"], true)
+        .unwrap();
+    let port = broker_with(&ours.ca.cert_file, &elsewhere);
+    refused(
+        upstream(port, &ours.ca.cert_file, &ours.gateway),
+        "not issued for the host name",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_the_broker_does_not_trust_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform_pki = pki(dir.path());
+    let port = rumqttd(&platform_pki);
+    let platform = platform(&platform_pki, port, None);
+    // The gateway trusts the platform's CA but presents a certificate from a CA of its own.
+    let own_ca = plantgate::app::pki::Ca::new(dir.path(), "gateway-own-ca").unwrap();
+    let own = own_ca
+        .issue(dir.path(), "own-gateway", &["gw-test"], false)
+        .unwrap();
+    refused(upstream(port, &platform_pki.ca.cert_file, &own), "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(platform
+        .lock()
+        .unwrap()
+        .messages
+        .iter()
+        .all(|m| !m.0.ends_with("/readings")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_evicts_readings_and_keeps_every_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let (sim, _c) = simulators(1).await;
+    // 1 MiB: the smallest spool; readings are evicted past half of it.
+    let cfg = config(&gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        100,
+        "max_bytes = 1048576",
+        &pki.upstream(port, ""),
+    ));
+    let board = Arc::new(Board::default());
+    let mut alarms = 0;
+    {
+        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool, board.clone()).unwrap();
+        for i in 0..400 {
+            let polls: Vec<DevicePoll> = (0..10)
+                .map(|j| synthetic_poll("old", 32, ((i + j) % 7 == 0).then_some(AlarmLevel::High)))
+                .collect();
+            alarms += polls.iter().map(|p| p.alarms.len()).sum::<usize>();
+            spool.append(&polls).unwrap();
+        }
+    }
+    let s = board.spool();
+    assert!(s.evicted_readings > 0, "nothing was evicted: {s:?}");
+    assert_eq!(s.alarms, alarms as u64, "an alarm was evicted");
+    assert_eq!(s.readings + s.evicted_readings, 400 * 10 * 32);
+    assert!(
+        s.bytes <= 1 << 20,
+        "the spool file grew past max_bytes: {}",
+        s.bytes
+    );
+
+    // Everything that was kept reaches the platform, every alarm among it.
+    let platform = platform(&pki, port, None);
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let kept = s.readings as usize;
+    wait_for(
+        &platform,
+        Duration::from_secs(30),
+        "the kept records",
+        |p| {
+            p.alarms.iter().filter(|a| a["dev"] == "old").count() == alarms
+                && p.messages
+                    .iter()
+                    .filter(|m| m.2)
+                    .map(|m| m.1.len())
+                    .sum::<usize>()
+                    == kept
+        },
+    )
+    .await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cbor2_decodes_what_we_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let platform = platform(&pki, port, None);
+    let (sim, c) = simulators(1).await;
+    c[0].set_concentration(1, 123);
+    c[0].set_concentration(2, 450);
+    let cfg = config(&gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &pki.upstream(port, ""),
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    wait_for(
+        &platform,
+        Duration::from_secs(20),
+        "readings and alarms",
+        |p| {
+            p.alarms.iter().any(|a| a["level"] == "high")
+                && p.raw.iter().any(|(t, _)| t.ends_with("/readings"))
+        },
+    )
+    .await;
+    running.shutdown().await;
+    let (readings, alarm) = {
+        let p = platform.lock().unwrap();
+        let r = p
+            .raw
+            .iter()
+            .find(|(t, _)| t.ends_with("/readings"))
+            .unwrap()
+            .1
+            .clone();
+        let a = p
+            .raw
+            .iter()
+            .filter(|(t, _)| t.ends_with("/alarms"))
+            .map(|(_, b)| b.clone())
+            .find(|b| plantgate::app::demo::decode_any(b)["level"] == "high");
+        (r, a.unwrap())
+    };
+    std::fs::write(dir.path().join("readings.cbor"), &readings).unwrap();
+    std::fs::write(dir.path().join("alarm.cbor"), &alarm).unwrap();
+    let script = r#"
+import cbor2, json, sys
+r = cbor2.load(open(sys.argv[1], 'rb'))
+a = cbor2.load(open(sys.argv[2], 'rb'))
+print(json.dumps({"readings": r, "alarm": a}))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path().join("readings.cbor"))
+        .arg(dir.path().join("alarm.cbor"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "cbor2 could not decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["readings"];
+    assert_eq!(r["gw"], "gw-test");
+    assert_eq!(r["hist"], false);
+    let gas = r["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["pt"] == "ch01.gas")
+        .unwrap();
+    assert_eq!(gas["dev"], "gas-1");
+    assert_eq!(gas["q"], "good");
+    assert!((gas["v"].as_f64().unwrap() - 12.3).abs() < 1e-9, "{gas}");
+    assert!(gas["seq"].as_u64().is_some() && gas["ts"].as_i64().unwrap() > 1_600_000_000_000);
+    let a = &v["alarm"];
+    assert_eq!(
+        (a["pt"].as_str(), a["level"].as_str(), a["v"].as_i64()),
+        (Some("ch02.status"), Some("high"), Some(2))
+    );
+}
