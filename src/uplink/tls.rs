@@ -114,11 +114,15 @@ pub fn explain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = err.source();
     }
+    // Error types that print their source inside their own message are not repeated.
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
         src = x.source();
     }
     s
