@@ -34,9 +34,11 @@
 //!   copy-on-write needs free pages beside the live ones) and shrinks whenever the file comes
 //!   near `max_bytes`, so it adapts to the real overhead. Freed pages are reused: the file stops
 //!   growing; it never shrinks by itself.
-//! - *Disk full*: an I/O error on commit leaves the batch in memory (pollers wait on the bounded
-//!   channel); the spool evicts a tenth of the readings in a separate commit and retries with
-//!   backoff. Nothing is dropped silently.
+//! - *Disk full*: an I/O error on commit leaves the group in memory (pollers wait on the
+//!   bounded channel). redb refuses all work after an I/O error, so the spool closes and reopens
+//!   the file, lowers its budget to nine tenths of what the disk took, evicts the oldest
+//!   readings in a commit of their own, and retries the rest in ever smaller chunks with
+//!   backoff. Alarms are kept; evictions and failed commits are counted.
 //!
 //! # Recovery
 //! - `kill -9` or power loss: redb reopens at the last completed commit (its repair walks the
@@ -82,7 +84,9 @@ pub struct Stored {
 }
 
 pub struct Spool {
-    store: RwLock<Arc<Store>>,
+    /// `None` only while the store is being reopened after an I/O error.
+    store: RwLock<Option<Arc<Store>>>,
+    path: PathBuf,
     settings: SpoolSettings,
     board: Arc<Board>,
     /// `next_seq` after the latest commit: the uplink wakes on it.
@@ -124,7 +128,8 @@ impl Spool {
         };
         let (committed, _) = watch::channel(0);
         let spool = Spool {
-            store: RwLock::new(Arc::new(store)),
+            store: RwLock::new(Some(Arc::new(store))),
+            path,
             settings: settings.clone(),
             board,
             committed,
@@ -135,8 +140,34 @@ impl Spool {
         Ok(spool)
     }
 
-    fn store(&self) -> Arc<Store> {
-        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn store(&self) -> Result<Arc<Store>, StoreError> {
+        self.store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Io("the spool is being reopened".into()))
+    }
+
+    /// After an I/O error redb refuses every further operation until the database is closed
+    /// and opened again: drop ours, wait for readers to let go of theirs, open it again.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let old = self.store.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(old);
+        let mut last = None;
+        for _ in 0..50 {
+            match Store::open(&self.path, self.settings.cache_bytes, 0) {
+                Ok(s) => {
+                    *self.store.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
+                    tracing::warn!(spool = %self.path.display(), "spool reopened after an I/O error");
+                    return Ok(());
+                }
+                // a reader still holds the old handle for a moment
+                Err(e @ StoreError::Locked(_)) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Err(last.unwrap_or_else(|| StoreError::Io("cannot reopen the spool".into())))
     }
 
     fn budget(&self) -> u64 {
@@ -159,7 +190,7 @@ impl Spool {
                 });
             }
         }
-        let done = self.store().append(entries, self.budget())?;
+        let done = self.store()?.append(entries, self.budget())?;
         if done.evicted_readings > 0 {
             tracing::warn!(
                 readings = done.evicted_readings,
@@ -195,12 +226,15 @@ impl Spool {
         Ok(stored)
     }
 
-    /// After a failed commit: evicts a tenth of the buffered readings in a commit of its own.
-    fn relieve(&self) -> Result<(), StoreError> {
-        let (counts, _) = self.store().counts()?;
-        let done = self
-            .store()
-            .append(Vec::new(), counts.logical_bytes / 10 * 9)?;
+    /// After a failed commit (disk full, I/O error): reopens the store and evicts a tenth of the
+    /// buffered readings in a commit of its own, so the next attempt finds free pages.
+    fn recover(&self) -> Result<(), StoreError> {
+        self.reopen()?;
+        let (counts, _) = self.store()?.counts()?;
+        // The disk holds less than max_bytes: charge no more than it took, less a tenth.
+        let fits = counts.logical_bytes / 10 * 9;
+        self.budget.fetch_min(fits, Ordering::Relaxed);
+        let done = self.store()?.append(Vec::new(), fits)?;
         tracing::warn!(
             readings = done.evicted_readings,
             "spool could not write: evicted the oldest readings to make room"
@@ -210,13 +244,13 @@ impl Spool {
 
     /// Deletes entries whose message the broker acknowledged. Blocking.
     pub fn ack(&self, reading_keys: &[u64], alarm_keys: &[u64]) -> Result<(), StoreError> {
-        self.store().delete(reading_keys, alarm_keys)?;
+        self.store()?.delete(reading_keys, alarm_keys)?;
         self.refresh_status()
     }
 
     /// Pending alarms from sequence `from`, oldest first. Blocking.
     pub fn alarms(&self, from: Seq, max: usize) -> Result<Vec<AlarmEvent>, StoreError> {
-        let rows = self.store().alarms(from, max)?;
+        let rows = self.store()?.alarms(from, max)?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, v) in rows {
             match codec::decode_alarm(k, &v) {
@@ -235,7 +269,7 @@ impl Spool {
         below: Seq,
         max_readings: usize,
     ) -> Result<Vec<(Seq, Vec<Reading>)>, StoreError> {
-        let rows = self.store().readings(from, below, max_readings.max(1))?;
+        let rows = self.store()?.readings(from, below, max_readings.max(1))?;
         let mut out = Vec::new();
         let mut n = 0;
         for (k, v) in rows {
@@ -257,12 +291,14 @@ impl Spool {
         tracing::error!(?readings, ?alarms, error = %e, "dropping an unreadable spool entry");
         self.dropped_undecodable
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.store().delete(readings, alarms);
+        if let Ok(store) = self.store() {
+            let _ = store.delete(readings, alarms);
+        }
     }
 
     /// The sequence number the next record will get.
     pub fn next_seq(&self) -> Result<Seq, StoreError> {
-        Ok(self.store().counts()?.0.next_seq)
+        Ok(self.store()?.counts()?.0.next_seq)
     }
 
     /// Wakes when a commit adds records.
@@ -271,7 +307,7 @@ impl Spool {
     }
 
     fn refresh_status(&self) -> Result<(), StoreError> {
-        let store = self.store();
+        let store = self.store()?;
         let (c, oldest) = store.counts()?;
         let bytes = std::fs::metadata(store.path())
             .map(|m| m.len())
@@ -332,23 +368,29 @@ pub async fn run_appender(
             }
         }
         let group = Arc::new(group);
+        let (mut from, mut chunk) = (0, group.len());
         let mut backoff = Duration::from_millis(100);
-        loop {
+        // After a failure the rest is retried in smaller chunks: a disk with little room left
+        // may take a few polls where it cannot take a thousand.
+        while from < group.len() {
+            let to = (from + chunk).min(group.len());
             let (s, g) = (spool.clone(), group.clone());
-            match tokio::task::spawn_blocking(move || s.append(&g)).await {
+            match tokio::task::spawn_blocking(move || s.append(&g[from..to])).await {
                 Ok(Ok(stored)) => {
                     let _ = tap.send(Arc::new(stored));
-                    break;
+                    from = to;
+                    backoff = Duration::from_millis(100);
                 }
                 Ok(Err(e)) => {
                     spool.board.update_spool(|s| s.append_errors += 1);
-                    tracing::error!(error = %e, polls = group.len(), retry_in = ?backoff, "spool commit failed; holding the records in memory and retrying");
+                    tracing::error!(error = %e, polls = group.len() - from, retry_in = ?backoff, "spool commit failed; holding the records in memory and retrying");
                     let s = spool.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.relieve()).await {
-                        tracing::error!(error = %e, "spool could not evict either");
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.recover()).await {
+                        tracing::error!(error = %e, "spool could not recover yet; retrying");
                     }
+                    chunk = ((to - from) / 4).max(1);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(join) => {
                     tracing::error!(error = %join, "spool commit task failed");

@@ -51,6 +51,13 @@ impl StoreError {
                 path: path.to_owned(),
                 detail: format!("file format {v} needs an upgrade"),
             },
+            // redb reports a file that is not (or no longer) a database as invalid data.
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                StoreError::Corrupt {
+                    path: path.to_owned(),
+                    detail: io.to_string(),
+                }
+            }
             other => StoreError::Io(other.to_string()),
         }
     }

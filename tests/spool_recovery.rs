@@ -1,0 +1,141 @@
+//! The spool when the disk is against us: a damaged file, and a disk that is full.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plantgate::config::SpoolSettings;
+use plantgate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
+use plantgate::spool::Spool;
+use plantgate::status::Board;
+
+fn settings(max_bytes: u64) -> SpoolSettings {
+    SpoolSettings {
+        sync: Duration::from_millis(10),
+        max_bytes,
+        cache_bytes: 1 << 20,
+    }
+}
+
+fn poll(alarm: bool) -> DevicePoll {
+    let s = |p: &str, v| Sample {
+        point: p.into(),
+        ts_ms: now_ms(),
+        value: Some(Value::Float(v)),
+        quality: Quality::Good,
+    };
+    DevicePoll {
+        device: "gas-1".into(),
+        samples: (0..32)
+            .map(|i| s(&format!("ch{i:02}.gas"), f64::from(i) / 10.0))
+            .collect(),
+        alarms: if alarm {
+            vec![AlarmChange {
+                sample: s("ch01.status", 2.0),
+                level: AlarmLevel::High,
+                prev: AlarmLevel::Normal,
+            }]
+        } else {
+            vec![]
+        },
+    }
+}
+
+#[test]
+fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = Arc::new(Board::default());
+    let last_old_seq = {
+        let spool = Spool::open(dir.path(), &settings(64 << 20), board.clone()).unwrap();
+        spool.append(&[poll(true)]).unwrap();
+        spool.next_seq().unwrap() - 1
+    };
+    // Scribble over the file's header, as a failing eMMC might.
+    let path = dir.path().join("spool.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut().take(4096) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+
+    let spool = Spool::open(dir.path(), &settings(64 << 20), board.clone())
+        .expect("a damaged spool must not stop the gateway");
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("spool.redb.damaged-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged file is kept for inspection");
+    assert_eq!(aside[0].metadata().unwrap().len(), bytes.len() as u64);
+    let stored = spool.append(&[poll(false)]).unwrap();
+    assert!(
+        stored.readings[0].seq > last_old_seq,
+        "sequence numbers went back after replacing the spool"
+    );
+    assert_eq!(board.spool().readings, 32);
+}
+
+/// A tmpfs of 2 MiB under a spool allowed 64 MiB: the OS says "disk full" long before the
+/// spool's own budget would evict. Needs root (mount); CI runs as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs to mount a tmpfs (run as root, as CI does)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let board = Arc::new(Board::default());
+    let spool = Arc::new(Spool::open(&mnt, &settings(64 << 20), board.clone()).unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (tap, mut taps) = tokio::sync::broadcast::channel(4096);
+    let appender = tokio::spawn(plantgate::spool::run_appender(spool.clone(), rx, tap));
+    let mut alarms_sent = 0;
+    let mut committed_alarms = 0;
+    for i in 0..5000 {
+        let alarm = i % 10 == 0;
+        alarms_sent += usize::from(alarm);
+        tokio::time::timeout(Duration::from_secs(20), tx.send(poll(alarm)))
+            .await
+            .expect("the appender stalled")
+            .unwrap();
+        while let Ok(s) = taps.try_recv() {
+            committed_alarms += s.alarms.len();
+        }
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), appender)
+        .await
+        .expect("the appender did not finish")
+        .unwrap();
+    while let Ok(s) = taps.try_recv() {
+        committed_alarms += s.alarms.len();
+    }
+    let s = board.spool();
+    assert!(s.append_errors > 0, "the disk never filled: {s:?}");
+    assert!(s.evicted_readings > 0, "nothing was evicted: {s:?}");
+    assert_eq!(committed_alarms, alarms_sent, "every alarm was committed");
+    assert_eq!(s.alarms, alarms_sent as u64, "an alarm was evicted: {s:?}");
+}
