@@ -139,3 +139,37 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
     assert_eq!(committed_alarms, alarms_sent, "every alarm was committed");
     assert_eq!(s.alarms, alarms_sent as u64, "an alarm was evicted: {s:?}");
 }
+
+#[test]
+fn a_drained_backlog_gives_its_disk_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = Arc::new(Board::default());
+    let spool = Spool::open(dir.path(), &settings(1 << 30), board.clone()).unwrap();
+    // an outage's backlog: 960,000 readings
+    let polls = vec![poll(false); 200];
+    for _ in 0..150 {
+        spool.append(&polls).unwrap();
+    }
+    let peak = board.spool().bytes;
+    assert!(
+        peak > 20 << 20,
+        "the backlog is too small to matter: {peak}"
+    );
+    // the uplink drains it, acknowledging message by message
+    loop {
+        let batches = spool.readings(0, u64::MAX, 500).unwrap();
+        if batches.is_empty() {
+            break;
+        }
+        let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+        spool.ack(&keys, &[]).unwrap();
+    }
+    let after = board.spool().bytes;
+    assert_eq!(board.spool().readings, 0);
+    assert!(
+        after < peak / 8,
+        "the file kept {after} of its {peak} bytes"
+    );
+    // and it still works
+    assert_eq!(spool.append(&[poll(true)]).unwrap().alarms.len(), 1);
+}

@@ -40,6 +40,10 @@
 //!   readings in a commit of their own, and retries the rest in ever smaller chunks with
 //!   backoff. Alarms are kept; evictions and failed commits are counted.
 //!
+//! - *Disk given back*: redb reuses freed pages but never shrinks its file. When acks leave
+//!   the file larger than 16 MiB and eight times its live data (a drained outage backlog), the
+//!   spool compacts it, at most every 10 minutes, and only when no reader holds the store.
+//!
 //! # Recovery
 //! - `kill -9` or power loss: redb reopens at the last completed commit (its repair walks the
 //!   file after an unclean shutdown: ~0.3 s per million records).
@@ -95,6 +99,7 @@ pub struct Spool {
     dropped_undecodable: AtomicU64,
     /// Largest charge before readings are evicted; shrinks if the file nears `max_bytes`.
     budget: AtomicU64,
+    last_compaction: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 const FILE: &str = "spool.redb";
@@ -135,6 +140,7 @@ impl Spool {
             committed,
             dropped_undecodable: AtomicU64::new(0),
             budget: AtomicU64::new(settings.max_bytes / 100 * 45),
+            last_compaction: std::sync::Mutex::new(None),
         };
         spool.refresh_status()?;
         Ok(spool)
@@ -245,7 +251,46 @@ impl Spool {
     /// Deletes entries whose message the broker acknowledged. Blocking.
     pub fn ack(&self, reading_keys: &[u64], alarm_keys: &[u64]) -> Result<(), StoreError> {
         self.store()?.delete(reading_keys, alarm_keys)?;
-        self.refresh_status()
+        let (live, file) = self.refresh_status()?;
+        // A drained backlog leaves the file at its peak (redb reuses free pages but never gives
+        // them back): give the disk back once the file is far larger than what it holds.
+        if file > COMPACT_ABOVE && file > live.saturating_mul(8) {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    fn compact(&self) {
+        let mut last = self
+            .last_compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(600)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
+        let Some(arc) = guard.take() else { return };
+        match Arc::try_unwrap(arc) {
+            Ok(mut store) => {
+                let before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+                let started = std::time::Instant::now();
+                match store.compact() {
+                    Ok(_) => {
+                        let after = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+                        tracing::info!(before, after, took = ?started.elapsed(), "spool compacted after its backlog drained");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "spool compaction failed; the file keeps its size")
+                    }
+                }
+                *guard = Some(Arc::new(store));
+            }
+            // Someone is reading right now: leave it for the next time.
+            Err(arc) => *guard = Some(arc),
+        }
+        drop(guard);
+        let _ = self.refresh_status();
     }
 
     /// Pending alarms from sequence `from`, oldest first. Blocking.
@@ -306,7 +351,8 @@ impl Spool {
         self.committed.subscribe()
     }
 
-    fn refresh_status(&self) -> Result<(), StoreError> {
+    /// Publishes the spool's state; returns the charged bytes and the file's size.
+    fn refresh_status(&self) -> Result<(u64, u64), StoreError> {
         let store = self.store()?;
         let (c, oldest) = store.counts()?;
         let bytes = std::fs::metadata(store.path())
@@ -338,9 +384,12 @@ impl Spool {
             s.evicted_readings = c.evicted_readings;
         });
         self.committed.send_replace(c.next_seq);
-        Ok(())
+        Ok((c.logical_bytes, bytes))
     }
 }
+
+/// Files smaller than this are never compacted.
+const COMPACT_ABOVE: u64 = 16 << 20;
 
 /// Most polls in one commit.
 const MAX_GROUP: usize = 4096;

@@ -129,6 +129,13 @@ impl Store {
         &self.path
     }
 
+    /// Rewrites the file without its free pages; returns whether it shrank.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        self.db
+            .compact()
+            .map_err(|e| StoreError::Io(format!("compaction: {e}")))
+    }
+
     fn write<T>(
         &self,
         durability: Durability,
