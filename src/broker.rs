@@ -89,3 +89,90 @@ pub fn start(listen: SocketAddr, tls: Option<BrokerTls>) -> Result<(), BrokerErr
     }
     Err(BrokerError::NotListening(listen))
 }
+
+/// The local broker for plant-side consumers (an HMI, a local SCADA): plain MQTT on the plant
+/// LAN, fed in-process with live records. Topics, JSON of the upstream shape:
+/// - `{prefix}/readings`: each committed batch of readings (`hist: false`);
+/// - `{prefix}/alarms`: each alarm transition.
+///
+/// Best effort by design: the mirror reads the tap, so a slow local consumer can only lose its
+/// own copies (counted), never slow the spool or the uplink.
+pub struct LocalBroker {
+    link: rumqttd::local::LinkTx,
+    prefix: String,
+}
+
+impl LocalBroker {
+    pub fn start(listen: SocketAddr, prefix: String) -> Result<LocalBroker, BrokerError> {
+        let mut broker = rumqttd::Broker::new(config(listen, None));
+        let (link, mut rx) = broker
+            .link("plantgate-local-mirror")
+            .map_err(|e| BrokerError::Thread(std::io::Error::other(e.to_string())))?;
+        std::thread::Builder::new()
+            .name("local-broker".into())
+            .spawn(move || {
+                if let Err(e) = broker.start() {
+                    tracing::error!(error = %e, "local MQTT broker stopped");
+                }
+            })
+            .map_err(BrokerError::Thread)?;
+        // The link's receiving side must be drained, or the router stalls on it.
+        std::thread::Builder::new()
+            .name("local-broker-link".into())
+            .spawn(move || while rx.recv().is_ok() {})
+            .map_err(BrokerError::Thread)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                return Err(BrokerError::NotListening(listen));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::info!(%listen, topics = %format!("{prefix}/#"), "local MQTT broker");
+        Ok(LocalBroker { link, prefix })
+    }
+
+    /// Mirrors every committed record until the tap closes.
+    pub async fn mirror(
+        mut self,
+        gw: std::sync::Arc<str>,
+        mut tap: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::spool::Stored>>,
+    ) {
+        use crate::record::wire::{encode_alarm, encode_readings, Format};
+        let mut dropped: u64 = 0;
+        loop {
+            match tap.recv().await {
+                Ok(s) => {
+                    let mut ok = true;
+                    if !s.readings.is_empty() {
+                        let payload = encode_readings(Format::Json, &gw, false, &s.readings);
+                        ok &= self
+                            .link
+                            .try_publish(format!("{}/readings", self.prefix), payload)
+                            .is_ok();
+                    }
+                    for a in &s.alarms {
+                        ok &= self
+                            .link
+                            .try_publish(
+                                format!("{}/alarms", self.prefix),
+                                encode_alarm(Format::Json, &gw, a),
+                            )
+                            .is_ok();
+                    }
+                    if !ok {
+                        dropped += 1;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => dropped += n,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "local broker mirror: updates not mirrored (consumers too slow)"
+            );
+        }
+    }
+}

@@ -17,3 +17,4 @@ pub mod sim;
 pub mod spool;
 pub mod status;
 pub mod uplink;
+pub mod web;

@@ -34,6 +34,10 @@ pub struct Running {
     pollers: JoinSet<()>,
     appender: JoinHandle<()>,
     uplink: Option<JoinHandle<()>>,
+    web_cancel: CancellationToken,
+    web: Option<JoinHandle<()>>,
+    /// Where the status page listens, if configured.
+    pub web_addr: Option<std::net::SocketAddr>,
 }
 
 /// Builds and spawns every component of `config`.
@@ -83,10 +87,28 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             tracing::warn!(bus = %bus.name, "no device is configured on this bus; it is not polled");
             continue;
         }
-        let poller = BusPoller::new(bus.clone(), devices, tx.clone(), board.clone());
+        let poller = BusPoller::new(bus.clone(), b, devices, tx.clone(), board.clone());
         pollers.spawn(poller.run(poll_cancel.clone()));
     }
     drop(tx);
+
+    if let Some(lb) = &config.local_broker {
+        let (listen, prefix) = (lb.listen, lb.topic_prefix.clone());
+        let local =
+            tokio::task::spawn_blocking(move || crate::broker::LocalBroker::start(listen, prefix))
+                .await?
+                .context("cannot start the local MQTT broker")?;
+        tokio::spawn(local.mirror(config.gateway.id.clone(), tap.subscribe()));
+    }
+    let web_cancel = CancellationToken::new();
+    let (web, web_addr) = match &config.web {
+        Some(w) => {
+            let (handle, addr) =
+                crate::web::serve(w.listen, board.clone(), web_cancel.clone()).await?;
+            (Some(handle), Some(addr))
+        }
+        None => (None, None),
+    };
 
     let uplink_cancel = CancellationToken::new();
     let uplink = uplink.map(|u| tokio::spawn(u.run(uplink_cancel.clone())));
@@ -102,6 +124,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         pollers,
         appender,
         uplink,
+        web_cancel,
+        web,
+        web_addr,
     })
 }
 
@@ -114,6 +139,10 @@ impl Running {
         self.uplink_cancel.cancel();
         if let Some(u) = self.uplink {
             let _ = u.await;
+        }
+        self.web_cancel.cancel();
+        if let Some(w) = self.web {
+            let _ = w.await;
         }
         tracing::info!("stopped");
     }

@@ -36,6 +36,8 @@ struct Polled {
 /// The task that owns one bus.
 pub struct BusPoller {
     bus: Bus,
+    /// Index of the bus in the configuration (for the status board).
+    bus_index: usize,
     devices: Vec<Polled>,
     out: mpsc::Sender<DevicePoll>,
     board: Arc<Board>,
@@ -45,6 +47,7 @@ impl BusPoller {
     /// `devices` are `(index in the config, device)` for the devices on this bus.
     pub fn new(
         bus: Bus,
+        bus_index: usize,
         devices: Vec<(usize, Device)>,
         out: mpsc::Sender<DevicePoll>,
         board: Arc<Board>,
@@ -62,6 +65,7 @@ impl BusPoller {
             .collect();
         BusPoller {
             bus,
+            bus_index,
             devices,
             out,
             board,
@@ -87,7 +91,7 @@ impl BusPoller {
             // Keep the cadence, but never try to catch up with a burst after a slow poll.
             next.next_due = (next.next_due + next.device.poll).max(Instant::now());
             self.board
-                .device_polled(next.index, &poll, elapsed, line.is_open());
+                .device_polled(next.index, self.bus_index, &poll, elapsed);
             tokio::select! {
                 () = cancel.cancelled() => return,
                 sent = self.out.send(poll) => if sent.is_err() { return },

@@ -196,7 +196,17 @@ impl Spool {
                 });
             }
         }
+        let records = entries.len() as u64;
+        let started = std::time::Instant::now();
         let done = self.store()?.append(entries, self.budget())?;
+        self.board
+            .histograms
+            .commit
+            .observe(started.elapsed().as_secs_f64());
+        let readings: u64 = polls.iter().map(|p| p.samples.len() as u64).sum();
+        let alarms = records - polls.iter().filter(|p| !p.samples.is_empty()).count() as u64;
+        self.board
+            .update_spool(|s| s.appended_records += readings + alarms);
         if done.evicted_readings > 0 {
             tracing::warn!(
                 readings = done.evicted_readings,

@@ -144,6 +144,8 @@ impl Uplink {
         board: Arc<Board>,
     ) -> Result<Self, tls::TlsError> {
         let tls = tls::client_config(&cfg.ca_file, &cfg.cert_file, &cfg.key_file)?;
+        let not_after = tls::not_after_ms(&cfg.cert_file);
+        board.update_uplink(|u| u.cert_not_after_ms = not_after);
         Ok(Uplink {
             cfg,
             gw,
@@ -227,6 +229,8 @@ impl Uplink {
         let mut acks = Acks::default();
         let mut committed = self.spool.subscribe();
         let mut connected_at: Option<Instant> = None;
+        // When each packet id went out, for the PUBACK latency.
+        let mut sent_at: std::collections::HashMap<u16, Instant> = std::collections::HashMap::new();
         let end = loop {
             tokio::select! {
                 biased;
@@ -253,8 +257,15 @@ impl Uplink {
                             window.sent(Carried::Status);
                         }
                     }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.on_outgoing(pkid),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        sent_at.insert(pkid, Instant::now());
+                        window.on_outgoing(pkid);
+                    }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(t) = sent_at.remove(&ack.pkid) {
+                            self.board.histograms.puback.observe(t.elapsed().as_secs_f64());
+                        }
+                        self.board.uplink_progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Some(c) = window.on_puback(ack.pkid) {
                             let n = match &c {
                                 Carried::Readings { count, .. } => *count,

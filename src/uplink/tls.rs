@@ -68,6 +68,15 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// When the first certificate in `cert_file` expires, in ms since the epoch (for the status
+/// page's warning and the expiry metric).
+pub fn not_after_ms(cert_file: &Path) -> Option<i64> {
+    let bytes = std::fs::read(cert_file).ok()?;
+    let der = CertificateDer::pem_slice_iter(&bytes).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp().saturating_mul(1000))
+}
+
 /// Builds the client configuration: trust only `ca_file`, present `cert_file` with `key_file`.
 pub fn client_config(
     ca_file: &Path,

@@ -1,0 +1,178 @@
+//! The local web interface: the technicians' status page, `/api/status`, `/metrics`, probes.
+//!
+//! Owns HTTP (axum), the page's embedded assets and the security headers. Read-only: it only
+//! reads the status board, never the spool or the buses, so a busy page cannot slow the data
+//! path. Must never show keys, passwords or private key material (the board holds none).
+
+mod api;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::record::now_ms;
+use crate::status::Board;
+
+const INDEX: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/style.css");
+
+/// No inline script or style anywhere, nothing from elsewhere.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve the status page on {addr}: {source}")]
+pub struct WebError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+pub fn router(board: Arc<Board>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route("/api/status", get(status))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .layer(axum::middleware::map_response(secure))
+        .with_state(board)
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn secure(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn status(State(board): State<Arc<Board>>) -> Response {
+    axum::Json(api::status(&board)).into_response()
+}
+
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format for the
+/// rest (curl, promtool).
+async fn metrics_text(State(board): State<Arc<Board>>, headers: axum::http::HeaderMap) -> Response {
+    let text = metrics::render(&board);
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::to_prometheus_text(&text),
+        )
+            .into_response()
+    }
+}
+
+/// Ready when every device was polled recently (whatever the outcome: a dead detector is a
+/// finding, not a gateway fault) and the spool is committing.
+async fn ready(State(board): State<Arc<Board>>) -> Response {
+    match not_ready(&board) {
+        None => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn not_ready(board: &Board) -> Option<String> {
+    let now = now_ms();
+    for d in board.devices() {
+        let limit = (d.poll_ms * 3 + 10_000) as i64;
+        match d.last_poll_ms {
+            None if board.started.elapsed() > Duration::from_millis(limit as u64) => {
+                return Some(format!("device {} was never polled", d.name))
+            }
+            Some(t) if now - t > limit => {
+                return Some(format!(
+                    "device {} was last polled {} s ago",
+                    d.name,
+                    (now - t) / 1000
+                ))
+            }
+            _ => {}
+        }
+    }
+    let s = board.spool();
+    if s.next_seq == 0 {
+        return Some("the spool is not open".into());
+    }
+    None
+}
+
+/// Serves until `cancel` fires. Binds first, so a taken port is a start-up error.
+pub async fn serve(
+    listen: SocketAddr,
+    board: Arc<Board>,
+    cancel: CancellationToken,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), WebError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| WebError {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    tracing::info!(url = %format!("http://{addr}/"), "status page");
+    let handle = tokio::spawn(async move {
+        let app = router(board);
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "status page stopped");
+        }
+    });
+    Ok((handle, addr))
+}

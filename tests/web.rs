@@ -1,0 +1,318 @@
+//! The local interfaces: `/metrics`, `/api/status`, probes, headers, and the local broker.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use plantgate::record::{AlarmLevel, DevicePoll, Quality, Sample, Value};
+use plantgate::spool::Spool;
+use plantgate::status::Board;
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let (status, head, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = rumqttd(&pki);
+    let proxy = Proxy::start(broker).await;
+    let (sim, _c) = simulators(1).await;
+    // gas-1 answers; gas-9 does not exist on the bus: every read times out.
+    let mut text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        100,
+        "max_bytes = 1048576\nsync_ms = 10",
+        &pki.upstream(proxy.port, ""),
+    );
+    text = text.replace("[spool]", "[[device]]\nname = \"gas-9\"\nbus = \"tcp\"\nunit = 9\npoll_ms = 300\nprofile = \"gd16\"\n[spool]");
+    text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
+    let cfg = config(&text);
+    // A spool at its limit: what the next polls add must evict.
+    {
+        let spool = Spool::open(
+            &cfg.gateway.data_dir,
+            &cfg.spool,
+            Arc::new(Board::default()),
+        )
+        .unwrap();
+        let ts = plantgate::record::now_ms();
+        let poll = DevicePoll {
+            device: "old".into(),
+            samples: (0..32)
+                .map(|i| Sample {
+                    point: format!("p{i}").into(),
+                    ts_ms: ts,
+                    value: Some(Value::Float(1.5)),
+                    quality: Quality::Good,
+                })
+                .collect(),
+            alarms: vec![],
+        };
+        while spool
+            .append(std::slice::from_ref(&poll))
+            .unwrap()
+            .readings
+            .is_empty()
+        {}
+        let board = Arc::new(Board::default());
+        drop(spool);
+        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool, board.clone()).unwrap();
+        while board.spool().evicted_readings == 0 {
+            spool.append(&vec![poll.clone(); 20]).unwrap();
+        }
+    }
+    proxy.cut(); // the platform is unreachable from the start
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let addr = running.web_addr.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = scrape(addr).await;
+    promtool_check(&before);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while running.board.uplink().acked_records == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the uplink never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.cut(); // and an outage: the connection drops and is made again
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while running.board.uplink().reconnects < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reconnect after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = scrape(addr).await;
+    promtool_check(&after);
+    running.shutdown().await;
+
+    let m = |t: &str, k: &str| metric(t, k).unwrap_or_else(|| panic!("no {k} in:\n{t}"));
+    let moved = |k: &str| {
+        let (a, b) = (m(&before, k), m(&after, k));
+        assert!(b > a, "{k} did not move: {a} → {b}");
+    };
+    moved(r#"plantgate_poll_device_polls_total{bus="tcp",device="gas-1"}"#);
+    moved(r#"plantgate_poll_values_total{device="gas-1"}"#);
+    moved(r#"plantgate_poll_errors_total{device="gas-9",kind="timeout"}"#);
+    moved("plantgate_spool_evicted_readings_total");
+    moved("plantgate_spool_appended_records_total");
+    moved("plantgate_uplink_connections_total");
+    moved("plantgate_uplink_acked_records_total");
+    moved("plantgate_spool_commit_duration_seconds_count");
+    moved("plantgate_uplink_puback_duration_seconds_count");
+    assert_eq!(
+        m(
+            &after,
+            r#"plantgate_poll_errors_total{device="gas-1",kind="timeout"}"#
+        ),
+        0.0
+    );
+    assert_eq!(m(&before, "plantgate_uplink_connected"), 0.0);
+    assert_eq!(
+        m(&after, r#"plantgate_poll_device_up{device="gas-9"}"#),
+        0.0
+    );
+    assert_eq!(
+        m(&after, r#"plantgate_poll_device_up{device="gas-1"}"#),
+        1.0
+    );
+    assert!(
+        m(
+            &after,
+            r#"plantgate_poll_alarm_events_total{level="normal"}"#
+        ) >= 16.0
+    );
+    assert!(m(&after, "plantgate_uplink_certificate_expiry_seconds") > 86_400.0);
+    assert!(m(&after, r#"plantgate_poll_bus_utilisation_ratio{bus="tcp"}"#) > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_api_probes_and_headers_show_state_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = rumqttd(&pki);
+    let (sim, c) = simulators(1).await;
+    c[0].set_concentration(4, 450);
+    let mut text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &pki.upstream(broker, ""),
+    );
+    text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
+    let running = plantgate::app::start(&config(&text)).await.unwrap();
+    let addr = running.web_addr.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let (code, _, body) = http_get(addr, "/api/status").await;
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["uplink"]["connected"] == true
+            && v["active_alarms"].as_array().is_some_and(|a| !a.is_empty())
+        {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no connected uplink and alarm: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status["gateway"]["id"], "gw-test");
+    assert_eq!(status["active_alarms"][0]["point"], "ch04.status");
+    assert_eq!(
+        status["active_alarms"][0]["level"],
+        AlarmLevel::High.as_str()
+    );
+    let dev = &status["buses"][0]["devices"][0];
+    assert_eq!(dev["health"], "ok");
+    let gas = dev["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ch04.gas")
+        .unwrap();
+    assert_eq!(
+        (
+            gas["value"].as_f64(),
+            gas["unit"].as_str(),
+            gas["quality"].as_str()
+        ),
+        (Some(45.0), Some("%LEL"), Some("good"))
+    );
+    assert!(status["uplink"]["cert_days_left"].as_i64().unwrap() > 30);
+
+    for (path, code) in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/", 200),
+        ("/app.js", 200),
+        ("/style.css", 200),
+        ("/nothing", 404),
+    ] {
+        let (c, head, _) = http_get(addr, path).await;
+        assert_eq!(c, code, "{path}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+            "{path}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{path}");
+    }
+    // The page has no inline script or style for the policy to forbid.
+    let (_, _, page) = http_get(addr, "/").await;
+    assert!(page.contains("<script src=\"/app.js\""));
+    assert!(!page.contains("<script>") && !page.contains("style=") && !page.contains("onclick"));
+
+    // Nothing of the private key appears anywhere.
+    let key = std::fs::read_to_string(&pki.gateway.key_file).unwrap();
+    let secret = key.lines().nth(1).unwrap();
+    for path in ["/api/status", "/metrics", "/"] {
+        let (_, _, body) = http_get(addr, path).await;
+        assert!(
+            !body.contains(secret) && !body.contains("PRIVATE KEY"),
+            "{path} leaks key material"
+        );
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_broker_mirrors_live_readings_and_alarms() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, c) = simulators(1).await;
+    let port = free_port();
+    let mut text = gateway_toml(&dir.path().join("data"), sim, 1, 200, "", "");
+    text.push_str(&format!(
+        "[local_broker]\nlisten = \"127.0.0.1:{port}\"\ntopic_prefix = \"plant/a\"\n"
+    ));
+    let running = plantgate::app::start(&config(&text)).await.unwrap();
+
+    let mut opts = MqttOptions::new("hmi", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 16);
+    client
+        .subscribe("plant/a/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let (mut readings, mut alarms) = (0, Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut raised = false;
+    while readings < 3
+        || !alarms
+            .iter()
+            .any(|a: &serde_json::Value| a["level"] == "low")
+    {
+        let ev = tokio::time::timeout_at(deadline, events.poll())
+            .await
+            .expect("local broker: nothing arrived")
+            .unwrap();
+        if let Event::Incoming(Packet::Publish(p)) = ev {
+            let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            if p.topic == "plant/a/readings" {
+                readings += 1;
+                assert_eq!(v["hist"], false);
+                assert_eq!(v["readings"].as_array().unwrap().len(), 32);
+                if !raised {
+                    c[0].set_concentration(7, 250);
+                    raised = true;
+                }
+            } else if p.topic == "plant/a/alarms" {
+                alarms.push(v);
+            }
+        }
+    }
+    let low = alarms.iter().find(|a| a["level"] == "low").unwrap();
+    assert_eq!(
+        (low["pt"].as_str(), low["prev"].as_str()),
+        (Some("ch07.status"), Some("normal"))
+    );
+    running.shutdown().await;
+}
