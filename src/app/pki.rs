@@ -23,6 +23,13 @@ pub struct Ca {
     pub cert_file: PathBuf,
 }
 
+/// Valid from a day ago (clock skew) for `days` days, like a real certificate.
+fn valid_for(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
 fn write(path: &Path, pem: &str) -> std::io::Result<()> {
     std::fs::write(path, pem)
 }
@@ -39,6 +46,7 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        valid_for(&mut params, 10 * 365);
         let cert = params.self_signed(&key)?;
         let cert_file = dir.join(format!("{name}.crt"));
         write(&cert_file, &cert.pem())?;
@@ -69,6 +77,7 @@ impl Ca {
             ExtendedKeyUsagePurpose::ClientAuth
         }];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        valid_for(&mut params, 365);
         let cert = params.signed_by(&key, &self.issuer)?;
         let issued = Issued {
             cert_file: dir.join(format!("{stem}.crt")),
