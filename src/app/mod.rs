@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod pki;
+pub mod watchdog;
 
 use std::sync::Arc;
 
@@ -175,8 +176,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(gateway = %config.gateway.id, config = %config.source.path.display(), sha256 = %config.source.sha256,
         buses = config.buses.len(), devices = config.devices.len(), "plantgate starting");
     let running = start(&config).await?;
+    let watchdog_cancel = CancellationToken::new();
+    let watchdog = tokio::spawn(watchdog::run(
+        running.board.clone(),
+        watchdog_cancel.clone(),
+    ));
     stop_signal().await;
     tracing::info!("stop requested");
+    watchdog_cancel.cancel();
+    let _ = watchdog.await;
     running.shutdown().await;
     Ok(())
 }
