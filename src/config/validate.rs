@@ -578,6 +578,10 @@ fn expand_point(
             .replace("{nn}", &format!("{n:02}"))
             .replace("{n}", &n.to_string());
         check_name(cx, span.clone(), &format!("{path}.name"), &name);
+        if name.starts_with('_') {
+            cx.err(span.clone(), format!("{path}.name"), format!("\"{name}\": names starting with '_' are reserved (the gateway reports _device)"));
+            return;
+        }
         out.push((
             Point {
                 name: Arc::from(name.as_str()),

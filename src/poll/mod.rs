@@ -7,6 +7,7 @@
 //! Submodules: [`plan`] (which reads cover which points), [`decode`] (raw → value),
 //! [`transport`] (the line: RTU or TCP, timeouts, reconnects).
 
+pub mod breaker;
 pub mod decode;
 pub mod plan;
 pub mod transport;
@@ -31,6 +32,7 @@ struct Polled {
     next_due: Instant,
     /// Last known level of each point (`None`: not an alarm point, or not read yet).
     levels: Vec<Option<AlarmLevel>>,
+    breaker: breaker::Breaker,
 }
 
 /// The task that owns one bus.
@@ -58,6 +60,7 @@ impl BusPoller {
             .map(|(index, device)| Polled {
                 blocks: plan::plan(&device.points, bus.max_gap),
                 levels: vec![None; device.points.len()],
+                breaker: breaker::Breaker::default(),
                 device,
                 index,
                 next_due: now,
@@ -86,10 +89,35 @@ impl BusPoller {
                 () = sleep_until(next.next_due) => {}
             }
             let started = Instant::now();
-            let poll = poll_device(&mut line, next).await;
+            let (mut poll, timed_out) = poll_device(&mut line, next).await;
             let elapsed = started.elapsed();
-            // Keep the cadence, but never try to catch up with a burst after a slow poll.
-            next.next_due = (next.next_due + next.device.poll).max(Instant::now());
+            let now = Instant::now();
+            let ok = poll.samples.iter().any(|s| s.quality == Quality::Good);
+            if let Some(online) = next.breaker.record(ok) {
+                if online {
+                    tracing::info!(device = %next.device.name, "device answers again: polled at its normal rate");
+                } else {
+                    tracing::warn!(device = %next.device.name, failures = breaker::OFFLINE_AFTER, "device offline: probed with backoff until it answers");
+                }
+                poll.alarms.push(breaker::state_change(online, now_ms()));
+            }
+            next.next_due = if next.breaker.is_offline() {
+                for s in &mut poll.samples {
+                    s.quality = Quality::Offline;
+                    s.value = None;
+                }
+                now + next
+                    .breaker
+                    .probe_delay(next.device.poll, rand::random_range(0.8..1.2))
+            } else {
+                // Keep the cadence, but never try to catch up with a burst after a slow poll.
+                (next.next_due + next.device.poll).max(now)
+            };
+            if timed_out {
+                // A late reply may still be on its way: ask this unit again only after it had
+                // as long again to arrive (the line is reopened and flushed before that).
+                next.next_due = next.next_due.max(now + self.bus.timeout);
+            }
             self.board
                 .device_polled(next.index, self.bus_index, &poll, elapsed);
             tokio::select! {
@@ -100,14 +128,22 @@ impl BusPoller {
     }
 }
 
-async fn poll_device(line: &mut Line, d: &mut Polled) -> DevicePoll {
+/// Polls one device, block by block; returns its samples and whether a read timed out.
+async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool) {
     let points = &d.device.points;
     let mut samples: Vec<Option<Sample>> = vec![None; points.len()];
+    let mut timed_out = false;
     for block in &d.blocks {
         let ts_ms = now_ms();
-        let reply = line
-            .read(d.device.unit, block.table, block.start, block.count)
-            .await;
+        // After a timeout the device's late reply could be taken for the answer to the next
+        // block (same unit, function and length): the rest of this poll is not sent.
+        let reply = if timed_out {
+            Err(ReadError::Timeout(std::time::Duration::ZERO))
+        } else {
+            line.read(d.device.unit, block.table, block.start, block.count)
+                .await
+        };
+        timed_out |= matches!(reply, Err(ReadError::Timeout(_)));
         if let Err(e) = &reply {
             tracing::debug!(device = %d.device.name, table = block.table.as_str(), start = block.start, count = block.count, error = %e, "read failed");
         }
@@ -138,11 +174,12 @@ async fn poll_device(line: &mut Line, d: &mut Polled) -> DevicePoll {
     }
     let samples: Vec<Sample> = samples.into_iter().flatten().collect();
     let alarms = alarm_changes(&d.device, &mut d.levels, &samples);
-    DevicePoll {
+    let poll = DevicePoll {
         device: d.device.name.clone(),
         samples,
         alarms,
-    }
+    };
+    (poll, timed_out)
 }
 
 /// The quality a failed read gives its points.

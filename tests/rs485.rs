@@ -1,0 +1,364 @@
+//! The RS-485 bus when slaves misbehave, over socat pty pairs: late replies, garbage, a wrong
+//! slave id, a dead slave among live ones, and an adapter that disappears and comes back.
+//! The rule under test: no wrong value is ever reported as good.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use plantgate::record::{AlarmLevel, Quality, Value};
+use plantgate::sim::{self, server::SimBus, Behaviour, Controller};
+
+/// A GD-16 gas channel and status block on an RTU bus: two reads of 16 input registers each
+/// (function 04, same length), the case where a late reply to the first could pass for the
+/// second.
+fn rtu_config(data: &Path, port: &Path, units: &[u8], poll_ms: u64, timeout_ms: u64) -> String {
+    let mut s = format!(
+        "[gateway]\nid = \"gw-test\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"rs485\"\nrtu = {{ port = \"{}\", baud = 19200 }}\ntimeout_ms = {timeout_ms}\n\
+         [[profile]]\nname = \"gd16\"\n\
+         [[profile.point]]\nname = \"ch{{nn}}.gas\"\ntable = \"input\"\naddress = 0\nrepeat = 16\ntype = \"u16\"\nscale = 0.1\n\
+         [[profile.point]]\nname = \"ch{{nn}}.status\"\ntable = \"input\"\naddress = 100\nrepeat = 16\ntype = \"u16\"\nalarm = {{ 0 = \"normal\", 1 = \"low\", 2 = \"high\", 3 = \"fault\" }}\n",
+        data.display(),
+        port.display()
+    );
+    for u in units {
+        s.push_str(&format!("[[device]]\nname = \"gas-{u}\"\nbus = \"rs485\"\nunit = {u}\npoll_ms = {poll_ms}\nprofile = \"gd16\"\n"));
+    }
+    s
+}
+
+fn serve(path: &Path, bus: SimBus) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let path = path.to_string_lossy().into_owned();
+    tokio::spawn(async move { sim::server::serve_rtu(&path, 19_200, bus).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_is_never_taken_for_the_next_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    let c = Controller::gas16();
+    c.set_concentration(1, 100); // 10.0 %LEL, status 0
+    c.set_behaviour(Behaviour::Late(Duration::from_millis(300)));
+    let _sim = serve(&pty.sim, SimBus::new([(1, c.clone())]));
+    let cfg = config(&rtu_config(
+        &dir.path().join("data"),
+        &pty.gw,
+        &[1],
+        100,
+        200,
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut tap = running.tap.subscribe();
+    let mut seen = Seen::default();
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(10),
+        "polls of the late slave",
+        |s| s.readings.len() >= 32 * 4,
+    )
+    .await;
+
+    // The slave recovers, with new values: 20.0 %LEL and status 1 (low alarm).
+    c.set_behaviour(Behaviour::Normal);
+    c.set_concentration(1, 200);
+    let switched = seen.readings.len();
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(90),
+        "good readings after recovery",
+        |s| {
+            s.readings[switched..]
+                .iter()
+                .filter(|r| r.sample.quality == Quality::Good)
+                .count()
+                >= 32 * 5
+        },
+    )
+    .await;
+    running.shutdown().await;
+
+    for r in &seen.readings[..switched] {
+        assert_ne!(
+            r.sample.quality,
+            Quality::Good,
+            "a late reply was taken as good: {r:?}"
+        );
+    }
+    for r in seen.readings[switched..]
+        .iter()
+        .filter(|r| r.sample.quality == Quality::Good)
+    {
+        match &*r.sample.point {
+            "ch01.gas" => assert_eq!(
+                r.sample.value,
+                Some(Value::Float(20.0)),
+                "stale gas value reported good"
+            ),
+            "ch01.status" => assert_eq!(
+                r.sample.value,
+                Some(Value::Int(1)),
+                "wrong status reported good"
+            ),
+            p if p.ends_with(".status") => assert_eq!(r.sample.value, Some(Value::Int(0)), "{p}"),
+            _ => {}
+        }
+    }
+}
+
+/// Modbus CRC-16 (poly 0xA001, init 0xFFFF), low byte first on the wire.
+fn crc16(data: &[u8]) -> [u8; 2] {
+    let mut crc: u16 = 0xFFFF;
+    for b in data {
+        crc ^= u16::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc.to_le_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_a_wrong_slave_id_never_yield_good_values() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_serial::SerialPortBuilderExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    // A raw responder: every request is answered with garbage, or with a well-formed frame
+    // (right CRC, right length) from slave 9 instead of slave 1, in turn.
+    let mut port = tokio_serial::new(pty.sim.to_string_lossy(), 19_200)
+        .open_native_async()
+        .unwrap();
+    let responder = tokio::spawn(async move {
+        let mut buf = [0u8; 256];
+        let mut turn = 0u32;
+        loop {
+            let Ok(n) = port.read(&mut buf).await else {
+                return;
+            };
+            if n < 8 {
+                continue;
+            }
+            let count = u16::from_be_bytes([buf[4], buf[5]]) as usize;
+            turn += 1;
+            let mut frame = if turn % 2 == 0 {
+                (0..5 + 2 * count)
+                    .map(|i| (i * 37 + turn as usize) as u8)
+                    .collect::<Vec<u8>>()
+            } else {
+                let mut f = vec![9, buf[1], (2 * count) as u8];
+                f.extend((0..count).flat_map(|i| (i as u16 + 500).to_be_bytes()));
+                f
+            };
+            if turn % 2 == 1 {
+                let crc = crc16(&frame);
+                frame.extend(crc);
+            }
+            let _ = port.write_all(&frame).await;
+        }
+    });
+    let cfg = config(&rtu_config(
+        &dir.path().join("data"),
+        &pty.gw,
+        &[1],
+        100,
+        200,
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut tap = running.tap.subscribe();
+    let mut seen = Seen::default();
+    gather(&mut tap, &mut seen, Duration::from_secs(20), "polls", |s| {
+        s.readings.len() >= 32 * 6
+    })
+    .await;
+    running.shutdown().await;
+    responder.abort();
+    assert!(
+        seen.readings
+            .iter()
+            .all(|r| r.sample.quality != Quality::Good && r.sample.value.is_none()),
+        "a bad reply became a good value"
+    );
+    let kinds: std::collections::BTreeSet<&str> = seen
+        .readings
+        .iter()
+        .map(|r| r.sample.quality.as_str())
+        .collect();
+    assert!(
+        kinds.contains("bad_frame") || kinds.contains("timeout"),
+        "{kinds:?}"
+    );
+    assert!(
+        seen.alarms.iter().all(|a| &*a.sample.point == "_device"),
+        "a bad reply produced an alarm level"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dead_slave_of_four_leaves_the_others_their_poll_rate() {
+    const POLL_MS: u64 = 300;
+    const RUN: Duration = Duration::from_secs(12);
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    let units: Vec<(u8, Arc<Controller>)> = (1..=3).map(|u| (u, Controller::gas16())).collect();
+    let _sim = serve(&pty.sim, SimBus::new(units));
+    let cfg = config(&rtu_config(
+        &dir.path().join("data"),
+        &pty.gw,
+        &[1, 2, 3, 4],
+        POLL_MS,
+        250,
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut tap = running.tap.subscribe();
+    let mut seen = Seen::default();
+    // let every device get its first poll, then count for RUN
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(10),
+        "first polls",
+        |s| (1..=3).all(|u| s.latest(&format!("gas-{u}"), "ch01.gas").is_some()),
+    )
+    .await;
+    let start = seen.readings.len();
+    let deadline = tokio::time::Instant::now() + RUN;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(s)) = tokio::time::timeout_at(deadline, tap.recv()).await {
+            seen.readings.extend(s.readings.iter().cloned());
+            seen.alarms.extend(s.alarms.iter().cloned());
+        }
+    }
+    running.shutdown().await;
+    let window = &seen.readings[start..];
+    let expected = RUN.as_millis() as u64 / POLL_MS;
+    for u in 1..=3 {
+        let polls = window
+            .iter()
+            .filter(|r| {
+                *r.device == format!("gas-{u}")
+                    && &*r.sample.point == "ch01.gas"
+                    && r.sample.quality == Quality::Good
+            })
+            .count() as u64;
+        assert!(
+            polls * 10 >= expected * 9,
+            "gas-{u}: {polls} good polls of {expected} expected"
+        );
+    }
+    // The dead one went offline (an event upstream) and is only probed now and then.
+    let offline = seen
+        .alarms
+        .iter()
+        .find(|a| &*a.device == "gas-4" && &*a.sample.point == "_device")
+        .expect("no offline event for gas-4");
+    assert_eq!(
+        (offline.level, offline.prev),
+        (AlarmLevel::Fault, AlarmLevel::Normal)
+    );
+    // Probes back off: each gap between two polls of gas-4 after it went offline is longer than
+    // the one before (doubling, with ±20 % jitter), instead of one every 300 ms.
+    let polls: Vec<i64> = seen
+        .readings
+        .iter()
+        .filter(|r| {
+            &*r.device == "gas-4"
+                && &*r.sample.point == "ch01.gas"
+                && r.sample.ts_ms >= offline.sample.ts_ms
+        })
+        .map(|r| r.sample.ts_ms)
+        .collect();
+    let gaps: Vec<i64> = polls.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 3, "too few probes to judge: {gaps:?}");
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]),
+        "probes are not backing off: gaps {gaps:?} ms"
+    );
+    assert!(
+        *gaps.last().unwrap() > 4 * POLL_MS as i64,
+        "gaps {gaps:?} ms"
+    );
+    // Before the breaker trips its points time out; after, they carry `offline`.
+    for r in seen.readings.iter().filter(|r| &*r.device == "gas-4") {
+        let expected = if r.sample.ts_ms > offline.sample.ts_ms {
+            Quality::Offline
+        } else {
+            r.sample.quality
+        };
+        assert!(
+            matches!(r.sample.quality, Quality::Timeout | Quality::Offline),
+            "{r:?}"
+        );
+        assert_eq!(r.sample.quality, expected, "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    let c = Controller::gas16();
+    let sim = serve(&pty.sim, SimBus::new([(1, c.clone())]));
+    let cfg = config(&rtu_config(
+        &dir.path().join("data"),
+        &pty.gw,
+        &[1],
+        200,
+        200,
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut tap = running.tap.subscribe();
+    let mut seen = Seen::default();
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(10),
+        "good polls",
+        |s| s.readings.iter().any(|r| r.sample.quality == Quality::Good),
+    )
+    .await;
+
+    // The USB adapter is unplugged: the pty pair disappears...
+    let (gw_path, sim_path) = (pty.gw.clone(), pty.sim.clone());
+    drop(pty);
+    sim.abort();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ...and is plugged in again under the same name.
+    let again = pty_pair(dir.path());
+    assert_eq!((&again.gw, &again.sim), (&gw_path, &sim_path));
+    c.set_concentration(1, 77);
+    let _sim = serve(&again.sim, SimBus::new([(1, c.clone())]));
+    let before = seen.readings.len();
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(30),
+        "polling to resume",
+        |s| {
+            s.readings[before..].iter().any(|r| {
+                &*r.sample.point == "ch01.gas" && r.sample.value == Some(Value::Float(7.7))
+            })
+        },
+    )
+    .await;
+    let down: Vec<&str> = seen.readings[..before]
+        .iter()
+        .chain(&seen.readings[before..])
+        .map(|r| r.sample.quality.as_str())
+        .collect();
+    assert!(
+        down.contains(&"disconnected") || down.contains(&"timeout") || down.contains(&"offline"),
+        "the outage left no trace"
+    );
+    running.shutdown().await;
+}
