@@ -45,7 +45,7 @@ rustup target list --installed | grep -qx "$triple" || rustup target add "$tripl
 start=$(date +%s)
 cargo build --release --locked --target "$triple"
 bin=target/$triple/release/plantgate
-echo "built $bin in $(( $(date +%s) - start )) s: $(stat -c %s "$bin") bytes ($(file -b "$bin" | cut -d, -f1-2))"
+echo "built $bin in $(( $(date +%s) - start )) s: $(stat -c %s "$bin") bytes, stripped"
 
 if [ $smoke = 1 ]; then
   timeout 60 "${run[@]}" "$bin" --version

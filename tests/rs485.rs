@@ -112,22 +112,6 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() {
     }
 }
 
-/// Modbus CRC-16 (poly 0xA001, init 0xFFFF), low byte first on the wire.
-fn crc16(data: &[u8]) -> [u8; 2] {
-    let mut crc: u16 = 0xFFFF;
-    for b in data {
-        crc ^= u16::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc.to_le_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_a_wrong_slave_id_never_yield_good_values() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -83,6 +83,17 @@ async fn every_record_reaches_the_platform_exactly_once() {
     );
     assert_eq!(board.spool().alarms, 0);
     assert!(p.statuses.iter().any(|s| s == "online"), "{:?}", p.statuses);
+    let info = p
+        .raw
+        .iter()
+        .find(|(t, _)| t == "pg/test/info")
+        .map(|(_, b)| plantgate::app::demo::decode_any(b))
+        .expect("no info message");
+    assert_eq!(
+        info["config_sha256"].as_str(),
+        Some(cfg.source.sha256.as_str()),
+        "{info}"
+    );
     // 2 devices × 16 status points: the start-up state of each, once
     assert_eq!(
         p.alarms.iter().filter(|a| a["prev"] == "unknown").count(),

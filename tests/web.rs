@@ -138,7 +138,14 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     };
     moved(r#"plantgate_poll_device_polls_total{bus="tcp",device="gas-1"}"#);
     moved(r#"plantgate_poll_values_total{device="gas-1"}"#);
-    moved(r#"plantgate_poll_errors_total{device="gas-9",kind="timeout"}"#);
+    // gas-9 times out twice; the third failure trips the breaker (that poll is reported offline)
+    assert!(
+        m(
+            &before,
+            r#"plantgate_poll_errors_total{device="gas-9",kind="timeout"}"#
+        ) >= 2.0 * 32.0
+    );
+    moved(r#"plantgate_poll_errors_total{device="gas-9",kind="offline"}"#);
     moved("plantgate_spool_evicted_readings_total");
     moved("plantgate_spool_appended_records_total");
     moved("plantgate_uplink_connections_total");
@@ -169,6 +176,12 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     );
     assert!(m(&after, "plantgate_uplink_certificate_expiry_seconds") > 86_400.0);
     assert!(m(&after, r#"plantgate_poll_bus_utilisation_ratio{bus="tcp"}"#) > 0.0);
+    assert!(
+        m(
+            &after,
+            r#"plantgate_poll_device_latency_seconds{device="gas-1"}"#
+        ) > 0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,7 +146,7 @@ impl Line {
             Some(c) => c,
             None => self.open().await?,
         };
-        sleep_until(self.idle_since + self.gap + self.turnaround).await;
+        wait_until(self.idle_since + self.gap + self.turnaround).await;
         ctx.set_slave(Slave(unit));
         let call = async {
             match table {
@@ -199,6 +199,22 @@ impl Line {
             Err(_) => drop(ctx),
         }
         outcome
+    }
+}
+
+/// Waits until `deadline` with sub-millisecond precision. tokio's timer has millisecond
+/// resolution and rounds up, which alone overshoots the 1.75 ms silent interval by 1–2 ms
+/// (measured: `cargo bench --bench bus_idle`): sleep to within a millisecond, then yield until
+/// the deadline. That costs at most a millisecond of cooperative spinning per request and
+/// never blocks the other tasks.
+async fn wait_until(deadline: Instant) {
+    if let Some(coarse) = deadline.checked_sub(Duration::from_millis(1)) {
+        if Instant::now() < coarse {
+            sleep_until(coarse).await;
+        }
+    }
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
     }
 }
 

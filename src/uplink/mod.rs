@@ -256,6 +256,16 @@ impl Uplink {
                         if client.try_publish(self.topic("status"), QoS::AtLeastOnce, true, "online").is_ok() {
                             window.sent(Carried::Status);
                         }
+                        // Which build and which configuration this gateway runs, for the platform.
+                        let info = serde_json::json!({
+                            "gw": &*self.gw,
+                            "version": env!("CARGO_PKG_VERSION"),
+                            "config_sha256": self.board.config_sha256,
+                            "connected_ms": now_ms(),
+                        });
+                        if client.try_publish(self.topic("info"), QoS::AtLeastOnce, true, info.to_string()).is_ok() {
+                            window.sent(Carried::Status);
+                        }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         sent_at.insert(pkid, Instant::now());

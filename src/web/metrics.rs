@@ -130,6 +130,15 @@ pub fn render(board: &Board) -> String {
         board.histograms.poll.clone(),
     );
     reg.register(
+        "poll_device_latency_seconds",
+        "Seconds the last poll of each device took (all its reads)",
+        gauges(
+            devices
+                .iter()
+                .map(|d| (labels(&[("device", &d.name)]), d.last_latency.as_secs_f64())),
+        ),
+    );
+    reg.register(
         "poll_bus_utilisation_ratio",
         "Share of wall time each bus spent in requests since start",
         gauges(board.buses().iter().map(|b| {

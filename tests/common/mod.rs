@@ -445,3 +445,19 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
             .and_then(|v| v.trim().parse().ok())
     })
 }
+
+/// Modbus CRC-16 (poly 0xA001, init 0xFFFF), low byte first on the wire.
+pub fn crc16(data: &[u8]) -> [u8; 2] {
+    let mut crc: u16 = 0xFFFF;
+    for b in data {
+        crc ^= u16::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc.to_le_bytes()
+}
