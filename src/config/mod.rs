@@ -5,6 +5,7 @@
 //! `plantgate check-config` runs exactly this and nothing else.
 
 pub mod file;
+mod points;
 mod validate;
 
 use std::collections::BTreeMap;
