@@ -270,8 +270,16 @@ impl Board {
         }
     }
 
-    /// Records one poll of device `index` on bus `bus`, which kept the line busy for `latency`.
-    pub fn device_polled(&self, index: usize, bus: usize, poll: &DevicePoll, latency: Duration) {
+    /// Records one poll of device `index` on bus `bus`, which kept the line busy for `latency`;
+    /// `error` is the first failed read in words, if any.
+    pub fn device_polled(
+        &self,
+        index: usize,
+        bus: usize,
+        poll: &DevicePoll,
+        latency: Duration,
+        error: Option<&str>,
+    ) {
         self.poll_progress.fetch_add(1, Ordering::Relaxed);
         {
             let mut buses = lock(&self.buses);
@@ -298,7 +306,10 @@ impl Board {
         match poll.samples.iter().find(|s| s.quality != Quality::Good) {
             Some(s) => {
                 d.failed_polls += 1;
-                d.last_error = Some(format!("{}: {}", s.point, s.quality));
+                d.last_error = Some(match error {
+                    Some(e) => e.to_string(),
+                    None => format!("{}: {}", s.point, s.quality),
+                });
             }
             None => d.last_error = None,
         }

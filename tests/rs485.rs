@@ -346,3 +346,42 @@ async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_rs485_mode_on_a_driver_without_it_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    let _sim = serve(&pty.sim, SimBus::new([(1, Controller::gas16())]));
+    let text = rtu_config(&dir.path().join("data"), &pty.gw, &[1], 200, 200).replace(
+        "baud = 19200 }",
+        "baud = 19200, rs485 = { rts_on_send = true, delay_after_send_ms = 1 } }",
+    );
+    let running = plantgate::app::start(&config(&text)).await.unwrap();
+    let mut tap = running.tap.subscribe();
+    let mut seen = Seen::default();
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(10),
+        "a poll",
+        |s| !s.readings.is_empty(),
+    )
+    .await;
+    // A pty has no RS-485 mode: nothing is read, and the reason is in words.
+    assert!(
+        seen.readings
+            .iter()
+            .all(|r| r.sample.quality == Quality::Disconnected),
+        "{:?}",
+        seen.readings[0]
+    );
+    let error = running.board.devices()[0]
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("does not support kernel RS-485 mode"),
+        "{error}"
+    );
+    running.shutdown().await;
+}

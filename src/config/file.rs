@@ -55,6 +55,23 @@ pub struct RtuFile {
     pub data_bits: u8,
     #[serde(default = "default_stop_bits")]
     pub stop_bits: u8,
+    /// Kernel RS-485 mode, for adapters that need RTS to switch direction.
+    pub rs485: Option<Rs485File>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rs485File {
+    #[serde(default = "default_true")]
+    pub rts_on_send: bool,
+    #[serde(default)]
+    pub delay_before_send_ms: u32,
+    #[serde(default)]
+    pub delay_after_send_ms: u32,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_baud() -> u32 {

@@ -70,6 +70,8 @@ pub struct Rtu {
     pub parity: Parity,
     pub data_bits: u8,
     pub stop_bits: u8,
+    /// Kernel RS-485 mode: (RTS on send, delay before send ms, delay after send ms).
+    pub rs485: Option<(bool, u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

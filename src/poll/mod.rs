@@ -10,6 +10,7 @@
 pub mod breaker;
 pub mod decode;
 pub mod plan;
+pub mod rs485;
 pub mod transport;
 
 use std::sync::Arc;
@@ -89,7 +90,7 @@ impl BusPoller {
                 () = sleep_until(next.next_due) => {}
             }
             let started = Instant::now();
-            let (mut poll, timed_out) = poll_device(&mut line, next).await;
+            let (mut poll, timed_out, error) = poll_device(&mut line, next).await;
             let elapsed = started.elapsed();
             let now = Instant::now();
             let ok = poll.samples.iter().any(|s| s.quality == Quality::Good);
@@ -119,7 +120,7 @@ impl BusPoller {
                 next.next_due = next.next_due.max(now + self.bus.timeout);
             }
             self.board
-                .device_polled(next.index, self.bus_index, &poll, elapsed);
+                .device_polled(next.index, self.bus_index, &poll, elapsed, error.as_deref());
             tokio::select! {
                 () = cancel.cancelled() => return,
                 sent = self.out.send(poll) => if sent.is_err() { return },
@@ -128,11 +129,13 @@ impl BusPoller {
     }
 }
 
-/// Polls one device, block by block; returns its samples and whether a read timed out.
-async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool) {
+/// Polls one device, block by block; returns its samples, whether a read timed out, and the
+/// first read error in words (for the status page).
+async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool, Option<String>) {
     let points = &d.device.points;
     let mut samples: Vec<Option<Sample>> = vec![None; points.len()];
     let mut timed_out = false;
+    let mut first_error = None;
     for block in &d.blocks {
         let ts_ms = now_ms();
         // After a timeout the device's late reply could be taken for the answer to the next
@@ -144,6 +147,14 @@ async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool) {
                 .await
         };
         timed_out |= matches!(reply, Err(ReadError::Timeout(_)));
+        if let (Err(e), None) = (&reply, &first_error) {
+            first_error = Some(format!(
+                "{} {}+{}: {e}",
+                block.table.as_str(),
+                block.start,
+                block.count
+            ));
+        }
         if let Err(e) = &reply {
             tracing::debug!(device = %d.device.name, table = block.table.as_str(), start = block.start, count = block.count, error = %e, "read failed");
         }
@@ -179,7 +190,7 @@ async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool) {
         samples,
         alarms,
     };
-    (poll, timed_out)
+    (poll, timed_out, first_error)
 }
 
 /// The quality a failed read gives its points.

@@ -245,6 +245,12 @@ fn open_rtu(r: &Rtu) -> io::Result<Context> {
         })
         .open_native_async()
         .map_err(io::Error::from)?;
+    if let Some((rts_on_send, before, after)) = r.rs485 {
+        super::rs485::enable(
+            &stream,
+            super::rs485::SerialRs485::new(rts_on_send, before, after),
+        )?;
+    }
     // Whatever sits in the input queue belongs to an earlier exchange.
     let _ = stream.clear(tokio_serial::ClearBuffer::Input);
     Ok(tokio_modbus::client::rtu::attach(stream))
