@@ -34,8 +34,11 @@ const UPLINK_GRACE_MS: i64 = 120_000;
 
 /// `Ok` while the gateway makes progress; `Err` says what is stuck.
 pub fn verdict(s: &Snapshot) -> Result<(), String> {
+    // A bus whose devices are all offline (a cut cable) is polled only at the breaker's probe
+    // interval: that is not a hung bus, and a restart would not mend the cable.
+    let longest_probe = crate::poll::breaker::LONGEST_SILENCE.as_millis() as i64;
     for (name, last, slowest) in &s.buses {
-        let allowed = 3 * (*slowest as i64) + BUS_GRACE_MS;
+        let allowed = (3 * (*slowest as i64)).max(longest_probe) + BUS_GRACE_MS;
         let since = s.now_ms - last.unwrap_or(s.started_ms);
         if since > allowed {
             return Err(format!(
@@ -144,18 +147,22 @@ mod tests {
     #[test]
     fn a_hung_bus_stops_the_watchdog() {
         let mut s = healthy();
-        s.buses[0].1 = Some(1_000_000 - 3 * 1000 - BUS_GRACE_MS - 1);
+        s.buses[0].1 = Some(1_000_000 - 72_000 - BUS_GRACE_MS - 1);
         assert_eq!(
             verdict(&s).unwrap_err(),
-            "bus rs485-1 completed no poll for 33 s"
+            "bus rs485-1 completed no poll for 102 s"
         );
+        // every device on it offline (a cut cable): probes every <= 72 s are progress
+        s.buses[0].1 = Some(1_000_000 - 72_000);
+        assert_eq!(verdict(&s), Ok(()));
         // a bus that never completed a poll since start, long after start
         let mut s = healthy();
         s.buses[1].1 = None;
         assert!(verdict(&s).unwrap_err().starts_with("bus tcp"));
-        // but a slow bus within its own cadence is fine
+        // and a bus with a long poll interval gets three of them
         let mut s = healthy();
-        s.buses[1].1 = Some(1_000_000 - 3 * 5000);
+        s.buses[1].2 = 60_000;
+        s.buses[1].1 = Some(1_000_000 - 3 * 60_000);
         assert_eq!(verdict(&s), Ok(()));
     }
 

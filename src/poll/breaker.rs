@@ -11,8 +11,11 @@ use crate::record::{AlarmChange, AlarmLevel, Quality, Sample, Value};
 
 /// Polls in a row without a single good point before a device is marked offline.
 pub const OFFLINE_AFTER: u32 = 3;
-/// Longest time between two probes of an offline device.
+/// Longest time between two probes of an offline device (before jitter).
 pub const PROBE_MAX: Duration = Duration::from_secs(60);
+/// Longest time between two polls of any device, offline ones included (`PROBE_MAX` + 20 %
+/// jitter): what the watchdog and readiness must allow before they call a bus stuck.
+pub const LONGEST_SILENCE: Duration = Duration::from_secs(72);
 /// The pseudo-point whose alarm events report a device going offline (`fault`) and coming back
 /// (`normal`). Configured point names may not start with `_`.
 pub const DEVICE_POINT: &str = "_device";

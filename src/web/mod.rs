@@ -128,8 +128,11 @@ async fn ready(State(board): State<Arc<Board>>) -> Response {
 
 fn not_ready(board: &Board) -> Option<String> {
     let now = now_ms();
+    // An offline device is probed only every <= 72 s: a dead detector is a finding on the page,
+    // not a gateway that is not ready.
+    let longest = crate::poll::breaker::LONGEST_SILENCE.as_millis() as u64;
     for d in board.devices() {
-        let limit = (d.poll_ms * 3 + 10_000) as i64;
+        let limit = ((d.poll_ms * 3).max(longest) + 10_000) as i64;
         match d.last_poll_ms {
             None if board.started.elapsed() > Duration::from_millis(limit as u64) => {
                 return Some(format!("device {} was never polled", d.name))
