@@ -83,10 +83,6 @@ impl Line {
         }
     }
 
-    pub fn is_open(&self) -> bool {
-        self.ctx.is_some()
-    }
-
     async fn open(&mut self) -> Result<Context, ReadError> {
         if let Some(at) = self.retry_at {
             if Instant::now() < at {
