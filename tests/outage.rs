@@ -171,6 +171,18 @@ async fn kill_9_during_an_outage_then_restart_loses_nothing() {
     })
     .await;
     let p = platform.lock().unwrap();
+    // the broker announced the killed gateway's last will, and every new session said online
+    assert!(
+        p.statuses.iter().any(|s| s == "offline"),
+        "no last will seen: {:?}",
+        p.statuses
+    );
+    assert_eq!(
+        p.statuses.last().map(String::as_str),
+        Some("offline"),
+        "a clean stop says offline last: {:?}",
+        p.statuses
+    );
     // duplicates come only from what was in flight at each of the three interruptions
     assert!(
         p.duplicates() <= 3 * INFLIGHT * BATCH,

@@ -452,3 +452,43 @@ print(json.dumps({"readings": r, "alarm": a}))
         (Some("ch02.status"), Some("high"), Some(2))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_broker_takes_over_when_the_first_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let primary = Proxy::start(port).await;
+    let secondary = Proxy::start(port).await;
+    primary.cut();
+    let platform = platform(&pki, port, None);
+    let (sim, _c) = simulators(1).await;
+    let up = pki.upstream(primary.port, "").replace(
+        &format!("brokers = [\"localhost:{}\"]", primary.port),
+        &format!(
+            "brokers = [\"localhost:{}\", \"localhost:{}\"]",
+            primary.port, secondary.port
+        ),
+    );
+    let cfg = config(&gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        100,
+        "",
+        &up,
+    ));
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    wait_for(
+        &platform,
+        Duration::from_secs(30),
+        "readings through the second broker",
+        |p| p.seen.len() > 100,
+    )
+    .await;
+    assert_eq!(
+        running.board.uplink().connected_to,
+        Some(format!("localhost:{}", secondary.port))
+    );
+    running.shutdown().await;
+}
