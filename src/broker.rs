@@ -28,6 +28,9 @@ pub enum BrokerError {
     NotListening(SocketAddr),
     #[error("cannot start the embedded MQTT broker thread: {0}")]
     Thread(std::io::Error),
+    /// rumqttd refused the in-process link the local broker is fed through. Not retried.
+    #[error("cannot link to the local MQTT broker: {0}")]
+    Link(String),
 }
 
 /// A loopback port that was free a moment ago (rumqttd cannot report the port it bound to 0).
@@ -107,7 +110,7 @@ impl LocalBroker {
         let mut broker = rumqttd::Broker::new(config(listen, None));
         let (link, mut rx) = broker
             .link("plantgate-local-mirror")
-            .map_err(|e| BrokerError::Thread(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| BrokerError::Link(e.to_string()))?;
         std::thread::Builder::new()
             .name("local-broker".into())
             .spawn(move || {

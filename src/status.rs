@@ -72,8 +72,6 @@ pub struct DeviceStatus {
     pub polls: u64,
     /// Polls in which at least one point was not good.
     pub failed_polls: u64,
-    /// Polls in a row in which no point was good.
-    pub failing_streak: u64,
     pub last_poll_ms: Option<i64>,
     pub last_latency: Duration,
     pub last_error: Option<String>,
@@ -95,20 +93,23 @@ pub enum Health {
 }
 
 impl DeviceStatus {
+    /// The breaker in the poller decides offline (its samples then carry `offline`); the board
+    /// only reads that verdict.
     pub fn health(&self) -> Health {
-        match (
-            self.polls,
-            self.failing_streak,
-            self.points.iter().any(|p| {
-                p.sample
-                    .as_ref()
-                    .is_some_and(|s| s.quality != Quality::Good)
-            }),
-        ) {
-            (0, _, _) => Health::Unknown,
-            (_, n, _) if n >= 3 => Health::Offline,
-            (_, _, true) => Health::Degraded,
-            _ => Health::Ok,
+        let qualities = || {
+            self.points
+                .iter()
+                .filter_map(|p| p.sample.as_ref())
+                .map(|s| s.quality)
+        };
+        if self.polls == 0 {
+            Health::Unknown
+        } else if qualities().any(|q| q == Quality::Offline) {
+            Health::Offline
+        } else if qualities().any(|q| q != Quality::Good) {
+            Health::Degraded
+        } else {
+            Health::Ok
         }
     }
 }
@@ -298,10 +299,8 @@ impl Board {
         d.polls += 1;
         d.last_poll_ms = Some(now_ms());
         d.last_latency = latency;
-        let mut any_good = false;
         for s in &poll.samples {
             d.reads.add(s.quality);
-            any_good |= s.quality == Quality::Good;
         }
         match poll.samples.iter().find(|s| s.quality != Quality::Good) {
             Some(s) => {
@@ -313,7 +312,6 @@ impl Board {
             }
             None => d.last_error = None,
         }
-        d.failing_streak = if any_good { 0 } else { d.failing_streak + 1 };
         for s in &poll.samples {
             if let Some(p) = d.points.iter_mut().find(|p| *p.name == *s.point) {
                 if s.quality == Quality::Good {

@@ -95,8 +95,6 @@ pub struct Spool {
     board: Arc<Board>,
     /// `next_seq` after the latest commit: the uplink wakes on it.
     committed: watch::Sender<Seq>,
-    /// Undecodable entries dropped since start.
-    dropped_undecodable: AtomicU64,
     /// Largest charge before readings are evicted; shrinks if the file nears `max_bytes`.
     budget: AtomicU64,
     last_compaction: std::sync::Mutex<Option<std::time::Instant>>,
@@ -138,7 +136,6 @@ impl Spool {
             settings: settings.clone(),
             board,
             committed,
-            dropped_undecodable: AtomicU64::new(0),
             budget: AtomicU64::new(settings.max_bytes / 100 * 45),
             last_compaction: std::sync::Mutex::new(None),
         };
@@ -196,17 +193,15 @@ impl Spool {
                 });
             }
         }
-        let records = entries.len() as u64;
         let started = std::time::Instant::now();
         let done = self.store()?.append(entries, self.budget())?;
         self.board
             .histograms
             .commit
             .observe(started.elapsed().as_secs_f64());
-        let readings: u64 = polls.iter().map(|p| p.samples.len() as u64).sum();
-        let alarms = records - polls.iter().filter(|p| !p.samples.is_empty()).count() as u64;
+        let records: usize = polls.iter().map(|p| p.samples.len() + p.alarms.len()).sum();
         self.board
-            .update_spool(|s| s.appended_records += readings + alarms);
+            .update_spool(|s| s.appended_records += records as u64);
         if done.evicted_readings > 0 {
             tracing::warn!(
                 readings = done.evicted_readings,
@@ -344,8 +339,6 @@ impl Spool {
 
     fn discard_undecodable(&self, readings: &[u64], alarms: &[u64], e: &codec::DecodeError) {
         tracing::error!(?readings, ?alarms, error = %e, "dropping an unreadable spool entry");
-        self.dropped_undecodable
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(store) = self.store() {
             let _ = store.delete(readings, alarms);
         }
@@ -393,7 +386,9 @@ impl Spool {
             s.next_seq = c.next_seq;
             s.evicted_readings = c.evicted_readings;
         });
-        self.committed.send_replace(c.next_seq);
+        // Only a commit that added records wakes the uplink, not an acknowledgement.
+        self.committed
+            .send_if_modified(|seq| std::mem::replace(seq, c.next_seq) != c.next_seq);
         Ok((c.logical_bytes, bytes))
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::record::{now_ms, Quality};
+use crate::record::now_ms;
 use crate::status::{Board, Health};
 
 fn value_json(v: Option<crate::record::Value>) -> Value {
@@ -110,7 +110,6 @@ pub fn status(board: &Board) -> Value {
         },
         "active_alarms": active,
         "buses": buses,
-        "quality_good": Quality::Good.as_str(),
     })
 }
 
