@@ -90,7 +90,11 @@ impl BusPoller {
                 () = sleep_until(next.next_due) => {}
             }
             let started = Instant::now();
-            let (mut poll, timed_out, error) = poll_device(&mut line, next).await;
+            // A poll may wait out the line's reopen backoff: stopping must not wait for it.
+            let (mut poll, timed_out, error) = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = poll_device(&mut line, next) => r,
+            };
             let elapsed = started.elapsed();
             let now = Instant::now();
             let ok = poll.samples.iter().any(|s| s.quality == Quality::Good);

@@ -84,10 +84,11 @@ impl Line {
     }
 
     async fn open(&mut self) -> Result<Context, ReadError> {
+        // Every device on the bus shares this line: rather than fail a request without trying
+        // (which the breaker would count as a failed probe, backing off further each time),
+        // wait until the line may be reopened, then really try.
         if let Some(at) = self.retry_at {
-            if Instant::now() < at {
-                return Err(ReadError::Disconnected("waiting to reopen".into()));
-            }
+            sleep_until(at).await;
         }
         let opened = match &self.link {
             Link::Rtu(r) => open_rtu(r),
