@@ -72,7 +72,7 @@ async fn the_status_page_shows_devices_and_a_new_alarm_in_both_languages() {
     text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
     let running = plantgate::app::start(&config(&text)).await.unwrap();
     let url = format!("http://{}/", running.web_addr.unwrap());
-    while running.board.devices().iter().any(|d| d.polls == 0) {
+    while running.status.devices().iter().any(|d| d.polls == 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -47,7 +47,7 @@ async fn a_broker_outage_while_polling_at_full_rate_loses_nothing() {
     ));
     let first = next_seq(&cfg);
     let running = plantgate::app::start(&cfg).await.unwrap();
-    let board = running.board.clone();
+    let board = running.status.clone();
     wait_for(
         &platform,
         Duration::from_secs(20),

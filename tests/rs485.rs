@@ -375,7 +375,7 @@ async fn kernel_rs485_mode_on_a_driver_without_it_is_a_clear_error() {
         "{:?}",
         seen.readings[0]
     );
-    let error = running.board.devices()[0]
+    let error = running.status.devices()[0]
         .last_error
         .clone()
         .unwrap_or_default();

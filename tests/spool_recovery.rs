@@ -8,7 +8,6 @@ use std::time::Duration;
 use plantgate::config::SpoolSettings;
 use plantgate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
 use plantgate::spool::Spool;
-use plantgate::status::Board;
 
 fn settings(max_bytes: u64) -> SpoolSettings {
     SpoolSettings {
@@ -45,9 +44,8 @@ fn poll(alarm: bool) -> DevicePoll {
 #[test]
 fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
     let dir = tempfile::tempdir().unwrap();
-    let board = Arc::new(Board::default());
     let last_old_seq = {
-        let spool = Spool::open(dir.path(), &settings(64 << 20), board.clone()).unwrap();
+        let spool = Spool::open(dir.path(), &settings(64 << 20)).unwrap();
         spool.append(&[poll(true)]).unwrap();
         spool.next_seq().unwrap() - 1
     };
@@ -60,7 +58,7 @@ fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
     std::fs::write(&path, &bytes).unwrap();
     std::thread::sleep(Duration::from_millis(5));
 
-    let spool = Spool::open(dir.path(), &settings(64 << 20), board.clone())
+    let spool = Spool::open(dir.path(), &settings(64 << 20))
         .expect("a damaged spool must not stop the gateway");
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -78,7 +76,7 @@ fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
         stored.readings[0].seq > last_old_seq,
         "sequence numbers went back after replacing the spool"
     );
-    assert_eq!(board.spool().readings, 32);
+    assert_eq!(spool.status().readings, 32);
 }
 
 /// A tmpfs of 2 MiB under a spool allowed 64 MiB: the OS says "disk full" long before the
@@ -107,8 +105,7 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
     let _unmount = Unmount(mnt.clone());
 
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let board = Arc::new(Board::default());
-    let spool = Arc::new(Spool::open(&mnt, &settings(64 << 20), board.clone()).unwrap());
+    let spool = Arc::new(Spool::open(&mnt, &settings(64 << 20)).unwrap());
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (tap, mut taps) = tokio::sync::broadcast::channel(4096);
     let appender = tokio::spawn(plantgate::spool::run_appender(spool.clone(), rx, tap));
@@ -133,7 +130,7 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
     while let Ok(s) = taps.try_recv() {
         committed_alarms += s.alarms.len();
     }
-    let s = board.spool();
+    let s = spool.status();
     assert!(s.append_errors > 0, "the disk never filled: {s:?}");
     assert!(s.evicted_readings > 0, "nothing was evicted: {s:?}");
     assert_eq!(committed_alarms, alarms_sent, "every alarm was committed");
@@ -143,14 +140,13 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
 #[test]
 fn a_drained_backlog_gives_its_disk_back() {
     let dir = tempfile::tempdir().unwrap();
-    let board = Arc::new(Board::default());
-    let spool = Spool::open(dir.path(), &settings(1 << 30), board.clone()).unwrap();
+    let spool = Spool::open(dir.path(), &settings(1 << 30)).unwrap();
     // an outage's backlog: 960,000 readings
     let polls = vec![poll(false); 200];
     for _ in 0..150 {
         spool.append(&polls).unwrap();
     }
-    let peak = board.spool().bytes;
+    let peak = spool.status().bytes;
     assert!(
         peak > 20 << 20,
         "the backlog is too small to matter: {peak}"
@@ -164,8 +160,8 @@ fn a_drained_backlog_gives_its_disk_back() {
         let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
         spool.ack(&keys, &[]).unwrap();
     }
-    let after = board.spool().bytes;
-    assert_eq!(board.spool().readings, 0);
+    let after = spool.status().bytes;
+    assert_eq!(spool.status().readings, 0);
     assert!(
         after < peak / 8,
         "the file kept {after} of its {peak} bytes"

@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use plantgate::record::{AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
 use plantgate::spool::Spool;
-use plantgate::status::Board;
 
 fn synthetic_poll(device: &str, points: usize, alarm: Option<AlarmLevel>) -> DevicePoll {
     let ts = plantgate::record::now_ms();
@@ -60,7 +58,7 @@ async fn every_record_reaches_the_platform_exactly_once() {
     let first = next_seq(&cfg);
 
     let running = plantgate::app::start(&cfg).await.unwrap();
-    let board = running.board.clone();
+    let board = running.status.clone();
     wait_for(&platform, Duration::from_secs(20), "2000 readings", |p| {
         p.seen.len() >= 2000
     })
@@ -125,12 +123,7 @@ async fn an_alarm_overtakes_a_large_backlog() {
     ));
     // The backlog: what an outage of a few hours leaves behind.
     {
-        let spool = Spool::open(
-            &cfg.gateway.data_dir,
-            &cfg.spool,
-            Arc::new(Board::default()),
-        )
-        .unwrap();
+        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
         let polls: Vec<DevicePoll> = (0..100)
             .map(|_| synthetic_poll("old-dev", 100, None))
             .collect();
@@ -214,8 +207,8 @@ async fn refused(upstream: String, expect: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let error = loop {
         if let (Some(e), true) = (
-            running.board.uplink().last_error,
-            running.board.spool().readings > 0,
+            running.status.uplink().last_error,
+            running.status.spool().readings > 0,
         ) {
             break e;
         }
@@ -227,12 +220,12 @@ async fn refused(upstream: String, expect: &str) {
     };
     assert!(error.contains(expect), "expected {expect:?} in {error:?}");
     assert_eq!(
-        running.board.uplink().published,
+        running.status.uplink().published,
         0,
         "nothing may be sent over a refused connection"
     );
     assert!(
-        running.board.spool().readings > 0,
+        running.status.spool().readings > 0,
         "records stay in the spool"
     );
     running.shutdown().await;
@@ -322,10 +315,9 @@ async fn a_full_spool_evicts_readings_and_keeps_every_alarm() {
         "max_bytes = 1048576",
         &pki.upstream(port, ""),
     ));
-    let board = Arc::new(Board::default());
     let mut alarms = 0;
-    {
-        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool, board.clone()).unwrap();
+    let s = {
+        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
         for i in 0..400 {
             let polls: Vec<DevicePoll> = (0..10)
                 .map(|j| synthetic_poll("old", 32, ((i + j) % 7 == 0).then_some(AlarmLevel::High)))
@@ -333,8 +325,8 @@ async fn a_full_spool_evicts_readings_and_keeps_every_alarm() {
             alarms += polls.iter().map(|p| p.alarms.len()).sum::<usize>();
             spool.append(&polls).unwrap();
         }
-    }
-    let s = board.spool();
+        spool.status()
+    };
     assert!(s.evicted_readings > 0, "nothing was evicted: {s:?}");
     assert_eq!(s.alarms, alarms as u64, "an alarm was evicted");
     assert_eq!(s.readings + s.evicted_readings, 400 * 10 * 32);
@@ -487,7 +479,7 @@ async fn the_second_broker_takes_over_when_the_first_is_down() {
     )
     .await;
     assert_eq!(
-        running.board.uplink().connected_to,
+        running.status.uplink().connected_to,
         Some(format!("localhost:{}", secondary.port))
     );
     running.shutdown().await;

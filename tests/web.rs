@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use plantgate::record::{AlarmLevel, DevicePoll, Quality, Sample, Value};
 use plantgate::spool::Spool;
-use plantgate::status::Board;
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let (status, head, body) = http_get(addr, "/metrics").await;
@@ -67,12 +65,7 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     let cfg = config(&text);
     // A spool at its limit: what the next polls add must evict.
     {
-        let spool = Spool::open(
-            &cfg.gateway.data_dir,
-            &cfg.spool,
-            Arc::new(Board::default()),
-        )
-        .unwrap();
+        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
         let ts = plantgate::record::now_ms();
         let poll = DevicePoll {
             device: "old".into(),
@@ -92,10 +85,9 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
             .readings
             .is_empty()
         {}
-        let board = Arc::new(Board::default());
         drop(spool);
-        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool, board.clone()).unwrap();
-        while board.spool().evicted_readings == 0 {
+        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
+        while spool.status().evicted_readings == 0 {
             spool.append(&vec![poll.clone(); 20]).unwrap();
         }
     }
@@ -109,7 +101,7 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while running.board.uplink().acked_records == 0 {
+    while running.status.uplink().acked_records == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the uplink never delivered"
@@ -120,7 +112,7 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.restore();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while running.board.uplink().reconnects < 2 {
+    while running.status.uplink().reconnects < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no reconnect after the outage"

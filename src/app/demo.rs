@@ -302,8 +302,8 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
             },
             Some(m) = platform.recv() => received.note(&m),
             _ = tick.tick() => {
-                let sp = running.board.spool();
-                let up = running.board.uplink();
+                let sp = running.status.spool();
+                let up = running.status.uplink();
                 println!("  platform has {} readings and {} alarm events; spool holds {} readings, {} alarms; uplink {}",
                     received.readings.len(), received.alarms, sp.readings, sp.alarms,
                     up.connected_to.as_deref().map(|c| format!("connected to {c}")).unwrap_or_else(|| "down".into()));

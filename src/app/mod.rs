@@ -1,8 +1,11 @@
 //! Wiring: builds every component from a [`Config`], spawns them, and stops them in order.
 //!
-//! Owns the only `tokio::spawn`s of the gateway and the shutdown order: pollers stop first, the
-//! appender commits what they produced and ends when its input closes, then the uplink gets a
-//! grace period to collect acknowledgements. Must never hold data itself.
+//! Owns the gateway's task tree and the shutdown order: pollers stop first, the appender
+//! commits what they produced and ends when its input closes, then the uplink gets a grace
+//! period to collect acknowledgements. It also assembles the one metrics registry (each
+//! component registers its own metrics) and the read-only [`Status`] view. Must never hold data
+//! itself. (The embedded brokers run on threads of their own, and the status page's server
+//! spawns its connection tasks: see `broker` and `web`.)
 
 pub mod demo;
 pub mod pki;
@@ -16,9 +19,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::Registry;
+use crate::poll::status::PollMetrics;
 use crate::poll::BusPoller;
 use crate::spool::{self, Spool, Stored};
-use crate::status::Board;
+use crate::status::{Identity, Status};
 use crate::uplink::Uplink;
 
 /// Polls waiting for the spool; pollers wait when it is full (backpressure, nothing dropped).
@@ -26,7 +31,10 @@ const POLL_QUEUE: usize = 1024;
 
 /// A started gateway.
 pub struct Running {
-    pub board: Arc<Board>,
+    /// Read-only handles on every component's status.
+    pub status: Status,
+    /// Every component's metrics, as `/metrics` serves them.
+    pub registry: Arc<Registry>,
     pub spool: Arc<Spool>,
     /// Every committed record, numbered, for live consumers (best effort: a slow one lags).
     pub tap: broadcast::Sender<Arc<Stored>>,
@@ -43,18 +51,17 @@ pub struct Running {
 
 /// Builds and spawns every component of `config`.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let board = Arc::new(Board::new(config));
+    let mut registry = Registry::with_prefix("plantgate");
+    let identity = Identity::new(config);
+    crate::web::metrics::register_build_info(&mut registry, identity.started);
     let spool = {
-        let (dir, settings, board) = (
-            config.gateway.data_dir.clone(),
-            config.spool.clone(),
-            board.clone(),
-        );
-        tokio::task::spawn_blocking(move || Spool::open(&dir, &settings, board))
+        let (dir, settings) = (config.gateway.data_dir.clone(), config.spool.clone());
+        tokio::task::spawn_blocking(move || Spool::open(&dir, &settings))
             .await?
             .context("cannot open the spool")?
     };
     let spool = Arc::new(spool);
+    spool.register_metrics(&mut registry);
     // The uplink's TLS material is checked before anything polls, so a bad certificate is a
     // clear start-up error rather than a retry loop.
     let uplink = match &config.upstream {
@@ -62,12 +69,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             Uplink::build(
                 up.clone(),
                 config.gateway.id.clone(),
+                config.source.sha256.clone(),
                 spool.clone(),
-                board.clone(),
             )
             .context("cannot set up the uplink's TLS")?,
         ),
         None => None,
+    };
+    let uplink_status = match &uplink {
+        Some(u) => {
+            u.register_metrics(&mut registry);
+            u.status_handle()
+        }
+        None => Arc::default(),
     };
 
     let (tx, rx) = mpsc::channel(POLL_QUEUE);
@@ -76,22 +90,27 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let poll_cancel = CancellationToken::new();
     let mut pollers = JoinSet::new();
+    let poll_metrics = PollMetrics::default();
+    let mut bus_status = Vec::new();
     for (b, bus) in config.buses.iter().enumerate() {
         let devices: Vec<_> = config
             .devices
             .iter()
-            .enumerate()
-            .filter(|(_, d)| d.bus == b)
-            .map(|(i, d)| (i, d.clone()))
+            .filter(|d| d.bus == b)
+            .cloned()
             .collect();
         if devices.is_empty() {
             tracing::warn!(bus = %bus.name, "no device is configured on this bus; it is not polled");
             continue;
         }
-        let poller = BusPoller::new(bus.clone(), b, devices, tx.clone(), board.clone());
+        let poller = BusPoller::new(bus.clone(), devices, tx.clone(), poll_metrics.clone());
+        bus_status.push(poller.status());
         pollers.spawn(poller.run(poll_cancel.clone()));
     }
     drop(tx);
+    poll_metrics.register(&mut registry, bus_status.clone());
+    let status = Status::new(identity, bus_status, spool.status_handle(), uplink_status);
+    let registry = Arc::new(registry);
 
     if let Some(lb) = &config.local_broker {
         let (listen, prefix) = (lb.listen, lb.topic_prefix.clone());
@@ -104,8 +123,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let web_cancel = CancellationToken::new();
     let (web, web_addr) = match &config.web {
         Some(w) => {
-            let (handle, addr) =
-                crate::web::serve(w.listen, board.clone(), web_cancel.clone()).await?;
+            let (handle, addr) = crate::web::serve(
+                w.listen,
+                status.clone(),
+                registry.clone(),
+                web_cancel.clone(),
+            )
+            .await?;
             (Some(handle), Some(addr))
         }
         None => (None, None),
@@ -117,7 +141,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::warn!("no [upstream] configured: records are kept in the spool and not forwarded");
     }
     Ok(Running {
-        board,
+        status,
+        registry,
         spool,
         tap,
         poll_cancel,
@@ -178,7 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let running = start(&config).await?;
     let watchdog_cancel = CancellationToken::new();
     let watchdog = tokio::spawn(watchdog::run(
-        running.board.clone(),
+        running.status.clone(),
         watchdog_cancel.clone(),
     ));
     stop_signal().await;

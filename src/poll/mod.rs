@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod decode;
 pub mod plan;
 pub mod rs485;
+pub mod status;
 pub mod transport;
 
 use std::sync::Arc;
@@ -21,13 +22,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Bus, Device};
 use crate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample};
-use crate::status::Board;
 use plan::Block;
+use status::{BusStatus, PollMetrics};
 use transport::{Line, ReadError, Reply};
 
 /// A device with its read plan and alarm memory.
 struct Polled {
     device: Device,
+    /// Index of the device on this bus (for its status).
     index: usize,
     blocks: Vec<Block>,
     next_due: Instant,
@@ -39,25 +41,38 @@ struct Polled {
 /// The task that owns one bus.
 pub struct BusPoller {
     bus: Bus,
-    /// Index of the bus in the configuration (for the status board).
-    bus_index: usize,
     devices: Vec<Polled>,
     out: mpsc::Sender<DevicePoll>,
-    board: Arc<Board>,
+    status: Arc<BusStatus>,
+    metrics: PollMetrics,
+}
+
+/// What one poll of one device gave.
+struct Outcome {
+    poll: DevicePoll,
+    /// A read timed out: a late reply may still be on its way.
+    timed_out: bool,
+    /// The first failed read, in words, for the status page.
+    first_error: Option<String>,
 }
 
 impl BusPoller {
-    /// `devices` are `(index in the config, device)` for the devices on this bus.
+    /// The poller of `bus` and its `devices`; its status is created here and read through
+    /// [`BusPoller::status`].
     pub fn new(
         bus: Bus,
-        bus_index: usize,
-        devices: Vec<(usize, Device)>,
+        devices: Vec<Device>,
         out: mpsc::Sender<DevicePoll>,
-        board: Arc<Board>,
+        metrics: PollMetrics,
     ) -> Self {
         let now = Instant::now();
+        let status = BusStatus::new(&bus, &devices);
+        for d in &devices {
+            metrics.add_device(&bus.name, &d.name);
+        }
         let devices = devices
             .into_iter()
+            .enumerate()
             .map(|(index, device)| Polled {
                 blocks: plan::plan(&device.points, bus.max_gap),
                 levels: vec![None; device.points.len()],
@@ -69,11 +84,16 @@ impl BusPoller {
             .collect();
         BusPoller {
             bus,
-            bus_index,
             devices,
             out,
-            board,
+            status,
+            metrics,
         }
+    }
+
+    /// This bus's status, for readers (the page, metrics, health).
+    pub fn status(&self) -> Arc<BusStatus> {
+        self.status.clone()
     }
 
     /// Polls until `cancel` fires or the spool's input closes.
@@ -91,7 +111,11 @@ impl BusPoller {
             }
             let started = Instant::now();
             // A poll may wait out the line's reopen backoff: stopping must not wait for it.
-            let (mut poll, timed_out, error) = tokio::select! {
+            let Outcome {
+                mut poll,
+                timed_out,
+                first_error,
+            } = tokio::select! {
                 () = cancel.cancelled() => return,
                 r = poll_device(&mut line, next) => r,
             };
@@ -123,8 +147,21 @@ impl BusPoller {
                 // as long again to arrive (the line is reopened and flushed before that).
                 next.next_due = next.next_due.max(now + self.bus.timeout);
             }
-            self.board
-                .device_polled(next.index, self.bus_index, &poll, elapsed, error.as_deref());
+            let active = next
+                .levels
+                .iter()
+                .flatten()
+                .filter(|l| l.is_active())
+                .count();
+            self.metrics.polled(
+                &self.bus.name,
+                &poll,
+                elapsed,
+                !next.breaker.is_offline(),
+                active,
+            );
+            self.status
+                .polled(next.index, &poll, elapsed, first_error.as_deref());
             tokio::select! {
                 () = cancel.cancelled() => return,
                 sent = self.out.send(poll) => if sent.is_err() { return },
@@ -133,9 +170,8 @@ impl BusPoller {
     }
 }
 
-/// Polls one device, block by block; returns its samples, whether a read timed out, and the
-/// first read error in words (for the status page).
-async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool, Option<String>) {
+/// Polls one device, block by block.
+async fn poll_device(line: &mut Line, d: &mut Polled) -> Outcome {
     let points = &d.device.points;
     let mut samples: Vec<Option<Sample>> = vec![None; points.len()];
     let mut timed_out = false;
@@ -189,12 +225,15 @@ async fn poll_device(line: &mut Line, d: &mut Polled) -> (DevicePoll, bool, Opti
     }
     let samples: Vec<Sample> = samples.into_iter().flatten().collect();
     let alarms = alarm_changes(&d.device, &mut d.levels, &samples);
-    let poll = DevicePoll {
-        device: d.device.name.clone(),
-        samples,
-        alarms,
-    };
-    (poll, timed_out, first_error)
+    Outcome {
+        poll: DevicePoll {
+            device: d.device.name.clone(),
+            samples,
+            alarms,
+        },
+        timed_out,
+        first_error,
+    }
 }
 
 /// The quality a failed read gives its points.

@@ -139,7 +139,19 @@ impl AlarmLevel {
 
     /// True for the levels a person must act on.
     pub fn is_active(self) -> bool {
-        matches!(self, AlarmLevel::Low | AlarmLevel::High | AlarmLevel::Fault)
+        self.severity() > 0
+    }
+
+    /// How urgently a person must act, for ordering alarms: `high` above `fault` (a gas
+    /// concentration past the second threshold is a danger now; a faulty sensor is blind) above
+    /// `low`; 0 for the levels that need nothing.
+    pub fn severity(self) -> u8 {
+        match self {
+            AlarmLevel::Unknown | AlarmLevel::Normal => 0,
+            AlarmLevel::Low => 1,
+            AlarmLevel::Fault => 2,
+            AlarmLevel::High => 3,
+        }
     }
 }
 

@@ -52,6 +52,7 @@
 //!   kept for inspection.
 //! - A spool held by another process is a fatal error: two gateways must not share one.
 
+pub mod status;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::config::SpoolSettings;
 use crate::record::{codec, now_ms, AlarmEvent, DevicePoll, Reading, Seq};
-use crate::status::Board;
+use status::{SpoolMetrics, SpoolState, SpoolStatus};
 use store::{NewEntry, Store, StoreError};
 
 /// The spool cannot be used at all.
@@ -92,7 +93,8 @@ pub struct Spool {
     store: RwLock<Option<Arc<Store>>>,
     path: PathBuf,
     settings: SpoolSettings,
-    board: Arc<Board>,
+    state: Arc<SpoolState>,
+    metrics: SpoolMetrics,
     /// `next_seq` after the latest commit: the uplink wakes on it.
     committed: watch::Sender<Seq>,
     /// Largest charge before readings are evicted; shrinks if the file nears `max_bytes`.
@@ -104,11 +106,7 @@ const FILE: &str = "spool.redb";
 
 impl Spool {
     /// Opens the spool in `dir`, moving a damaged file aside.
-    pub fn open(
-        dir: &Path,
-        settings: &SpoolSettings,
-        board: Arc<Board>,
-    ) -> Result<Spool, SpoolError> {
+    pub fn open(dir: &Path, settings: &SpoolSettings) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|source| SpoolError::Dir {
             path: dir.to_owned(),
             source,
@@ -134,13 +132,29 @@ impl Spool {
             store: RwLock::new(Some(Arc::new(store))),
             path,
             settings: settings.clone(),
-            board,
+            state: Arc::default(),
+            metrics: SpoolMetrics::default(),
             committed,
             budget: AtomicU64::new(settings.max_bytes / 100 * 45),
             last_compaction: std::sync::Mutex::new(None),
         };
         spool.refresh_status()?;
         Ok(spool)
+    }
+
+    /// The spool's latest counts.
+    pub fn status(&self) -> SpoolStatus {
+        self.state.get()
+    }
+
+    /// A read-only handle on the spool's status, for the page and health.
+    pub fn status_handle(&self) -> Arc<SpoolState> {
+        self.state.clone()
+    }
+
+    /// Registers the spool's metrics with the gateway's registry.
+    pub fn register_metrics(&self, reg: &mut crate::metrics::Registry) {
+        self.metrics.register(reg, self.state.clone());
     }
 
     fn store(&self) -> Result<Arc<Store>, StoreError> {
@@ -156,6 +170,7 @@ impl Spool {
     fn reopen(&self) -> Result<(), StoreError> {
         let old = self.store.write().unwrap_or_else(|p| p.into_inner()).take();
         drop(old);
+        self.state.update(|s| s.open = false);
         let mut last = None;
         for _ in 0..50 {
             match Store::open(&self.path, self.settings.cache_bytes, 0) {
@@ -195,13 +210,11 @@ impl Spool {
         }
         let started = std::time::Instant::now();
         let done = self.store()?.append(entries, self.budget())?;
-        self.board
-            .histograms
-            .commit
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commit.observe(started.elapsed().as_secs_f64());
         let records: usize = polls.iter().map(|p| p.samples.len() + p.alarms.len()).sum();
-        self.board
-            .update_spool(|s| s.appended_records += records as u64);
+        self.metrics.appended.inc_by(records as u64);
+        self.metrics.evicted.inc_by(done.evicted_readings);
+        self.state.update(|s| s.appended_records += records as u64);
         if done.evicted_readings > 0 {
             tracing::warn!(
                 readings = done.evicted_readings,
@@ -246,6 +259,7 @@ impl Spool {
         let fits = counts.logical_bytes / 10 * 9;
         self.budget.fetch_min(fits, Ordering::Relaxed);
         let done = self.store()?.append(Vec::new(), fits)?;
+        self.metrics.evicted.inc_by(done.evicted_readings);
         tracing::warn!(
             readings = done.evicted_readings,
             "spool could not write: evicted the oldest readings to make room"
@@ -378,18 +392,27 @@ impl Spool {
                 );
             }
         }
-        self.board.update_spool(|s| {
+        self.state.update(|s| {
+            s.open = true;
             s.readings = c.readings;
             s.alarms = c.alarms;
             s.bytes = bytes;
             s.oldest_ts_ms = oldest_ts;
             s.next_seq = c.next_seq;
             s.evicted_readings = c.evicted_readings;
+            self.metrics.show(s);
         });
         // Only a commit that added records wakes the uplink, not an acknowledgement.
         self.committed
             .send_if_modified(|seq| std::mem::replace(seq, c.next_seq) != c.next_seq);
         Ok((c.logical_bytes, bytes))
+    }
+}
+
+impl Spool {
+    fn count_append_error(&self) {
+        self.metrics.append_errors.inc();
+        self.state.update(|s| s.append_errors += 1);
     }
 }
 
@@ -436,7 +459,7 @@ pub async fn run_appender(
                     backoff = Duration::from_millis(100);
                 }
                 Ok(Err(e)) => {
-                    spool.board.update_spool(|s| s.append_errors += 1);
+                    spool.count_append_error();
                     tracing::error!(error = %e, polls = group.len() - from, retry_in = ?backoff, "spool commit failed; holding the records in memory and retrying");
                     let s = spool.clone();
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.recover()).await {

@@ -15,6 +15,7 @@
 //! A PUBACK hands the message's spool keys to a durable delete (batched while one is running).
 //! A retained `online` on `{prefix}/status` opens each session; the last will says `offline`.
 
+pub mod status;
 pub mod tls;
 pub mod window;
 
@@ -34,7 +35,7 @@ use crate::config::{BrokerAddr, Upstream};
 use crate::record::{now_ms, wire, Seq};
 use crate::spool::store::StoreError;
 use crate::spool::Spool;
-use crate::status::Board;
+use status::{UplinkMetrics, UplinkState, UplinkStatus};
 use window::{Carried, Window};
 
 /// Largest MQTT packet either way; batches stay well below it (`batch_max` ≤ 5000 readings).
@@ -47,16 +48,40 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub struct Uplink {
     cfg: Upstream,
     gw: Arc<str>,
+    /// SHA-256 of the configuration file, announced on `{prefix}/info`.
+    config_sha256: String,
     spool: Arc<Spool>,
-    board: Arc<Board>,
     tls: Arc<rustls::ClientConfig>,
+    state: Arc<UplinkState>,
+    metrics: UplinkMetrics,
+}
+
+/// Why a session ended. Every variant is retried: the next session starts after a backoff and
+/// re-reads everything unacknowledged from the spool.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    /// The connection failed or broke: network, TLS, or the broker.
+    #[error("{}", tls::explain(.0.as_ref()))]
+    Connection(Box<rumqttc::ConnectionError>),
+    /// The spool could not be read.
+    #[error("spool: {0}")]
+    Spool(#[from] StoreError),
+    /// rumqttc refused a request (its event loop is gone).
+    #[error("cannot queue a publish: {0}")]
+    Queue(#[from] rumqttc::ClientError),
+}
+
+impl From<rumqttc::ConnectionError> for UplinkError {
+    fn from(e: rumqttc::ConnectionError) -> Self {
+        UplinkError::Connection(Box::new(e))
+    }
 }
 
 enum End {
     Cancelled,
     Failed {
         connected_for: Option<Duration>,
-        error: String,
+        error: UplinkError,
     },
 }
 
@@ -140,19 +165,40 @@ impl Uplink {
     pub fn build(
         cfg: Upstream,
         gw: Arc<str>,
+        config_sha256: String,
         spool: Arc<Spool>,
-        board: Arc<Board>,
     ) -> Result<Self, tls::TlsError> {
         let tls = tls::client_config(&cfg.ca_file, &cfg.cert_file, &cfg.key_file)?;
+        let state = Arc::new(UplinkState::default());
         let not_after = tls::not_after_ms(&cfg.cert_file);
-        board.update_uplink(|u| u.cert_not_after_ms = not_after);
+        state.update(|u| {
+            u.configured = true;
+            u.cert_not_after_ms = not_after;
+        });
         Ok(Uplink {
             cfg,
             gw,
+            config_sha256,
             spool,
-            board,
             tls,
+            state,
+            metrics: UplinkMetrics::default(),
         })
+    }
+
+    /// A read-only handle on the uplink's status, for the page and health.
+    pub fn status_handle(&self) -> Arc<UplinkState> {
+        self.state.clone()
+    }
+
+    /// The uplink's latest state.
+    pub fn status(&self) -> UplinkStatus {
+        self.state.get()
+    }
+
+    /// Registers the uplink's metrics with the gateway's registry.
+    pub fn register_metrics(&self, reg: &mut crate::metrics::Registry) {
+        self.metrics.register(reg, self.state.clone());
     }
 
     fn topic(&self, leaf: &str) -> String {
@@ -171,7 +217,8 @@ impl Uplink {
                     connected_for,
                     error,
                 } => {
-                    self.board.update_uplink(|u| {
+                    self.metrics.connected.set(0);
+                    self.state.update(|u| {
                         u.connected_to = None;
                         u.connected_since_ms = None;
                         u.last_error = Some(format!("{addr}: {error}"));
@@ -244,10 +291,12 @@ impl Uplink {
                         connected_at = Some(Instant::now());
                         lanes = match self.spool.next_seq() {
                             Ok(mark) => Lanes { live_mark: mark, live_from: mark, ..Lanes::default() },
-                            Err(e) => break End::Failed { connected_for: Some(Duration::ZERO), error: e.to_string() },
+                            Err(e) => break End::Failed { connected_for: Some(Duration::ZERO), error: e.into() },
                         };
                         tracing::info!(broker = %addr, backlog_below = lanes.live_mark, "uplink connected");
-                        self.board.update_uplink(|u| {
+                        self.metrics.connected.set(1);
+                        self.metrics.connections.inc();
+                        self.state.update(|u| {
                             u.connected_to = Some(addr.to_string());
                             u.connected_since_ms = Some(now_ms());
                             u.reconnects += 1;
@@ -260,7 +309,7 @@ impl Uplink {
                         let info = serde_json::json!({
                             "gw": &*self.gw,
                             "version": env!("CARGO_PKG_VERSION"),
-                            "config_sha256": self.board.config_sha256,
+                            "config_sha256": self.config_sha256,
                             "connected_ms": now_ms(),
                         });
                         if client.try_publish(self.topic("info"), QoS::AtLeastOnce, true, info.to_string()).is_ok() {
@@ -273,16 +322,16 @@ impl Uplink {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(t) = sent_at.remove(&ack.pkid) {
-                            self.board.histograms.puback.observe(t.elapsed().as_secs_f64());
+                            self.metrics.puback.observe(t.elapsed().as_secs_f64());
                         }
-                        self.board.uplink_progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Some(c) = window.on_puback(ack.pkid) {
                             let n = match &c {
                                 Carried::Readings { count, .. } => *count,
                                 Carried::Alarm(_) => 1,
                                 Carried::Status => 0,
                             };
-                            self.board.update_uplink(|u| {
+                            self.metrics.acked.inc_by(n);
+                            self.state.update(|u| {
                                 u.last_puback_ms = Some(now_ms());
                                 u.acked_records += n;
                             });
@@ -292,7 +341,7 @@ impl Uplink {
                     Ok(_) => {}
                     Err(e) => break End::Failed {
                         connected_for: connected_at.map(|t| t.elapsed()),
-                        error: tls::explain(&e),
+                        error: e.into(),
                     },
                 },
                 changed = committed.changed(), if connected_at.is_some() => {
@@ -323,41 +372,34 @@ impl Uplink {
         client: &AsyncClient,
         window: &mut Window,
         lanes: &mut Lanes,
-    ) -> Result<(), String> {
+    ) -> Result<(), UplinkError> {
         // Spool reads are short read transactions on a bounded page cache; they run inline.
         while window.can_send() {
             let fmt = self.cfg.format;
-            let (topic, payload, carried) = if let Some(a) = self
-                .spool
-                .alarms(lanes.alarm_from, 1)
-                .map_err(|e| e.to_string())?
-                .pop()
-            {
-                lanes.alarm_from = a.seq + 1;
-                (
-                    self.topic("alarms"),
-                    wire::encode_alarm(fmt, &self.gw, &a),
-                    Carried::Alarm(a.seq),
-                )
-            } else if let Some((batches, hist)) =
-                self.next_readings(lanes).map_err(|e| e.to_string())?
-            {
-                let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
-                let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
-                let count = readings.len() as u64;
-                (
-                    self.topic("readings"),
-                    wire::encode_readings(fmt, &self.gw, hist, &readings),
-                    Carried::Readings { keys, count, hist },
-                )
-            } else {
-                return Ok(());
-            };
-            client
-                .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                .map_err(|e| format!("cannot queue a publish: {e}"))?;
+            let (topic, payload, carried) =
+                if let Some(a) = self.spool.alarms(lanes.alarm_from, 1)?.pop() {
+                    lanes.alarm_from = a.seq + 1;
+                    (
+                        self.topic("alarms"),
+                        wire::encode_alarm(fmt, &self.gw, &a),
+                        Carried::Alarm(a.seq),
+                    )
+                } else if let Some((batches, hist)) = self.next_readings(lanes)? {
+                    let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+                    let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
+                    let count = readings.len() as u64;
+                    (
+                        self.topic("readings"),
+                        wire::encode_readings(fmt, &self.gw, hist, &readings),
+                        Carried::Readings { keys, count, hist },
+                    )
+                } else {
+                    return Ok(());
+                };
+            client.try_publish(topic, QoS::AtLeastOnce, false, payload)?;
             window.sent(carried);
-            self.board.update_uplink(|u| u.published += 1);
+            self.metrics.published.inc();
+            self.state.update(|u| u.published += 1);
         }
         Ok(())
     }

@@ -1,15 +1,17 @@
-//! `/api/status`: the status board as one JSON document, the same data the page shows.
+//! `/api/status`: every component's status as one JSON document, the same data the page shows.
 //!
-//! Owns the JSON shape. Must never include secrets: TLS material appears only as file paths'
-//! effects (connected or not, certificate expiry), never as content.
+//! Owns the JSON shape. Must never include secrets: TLS material appears only as its effects
+//! (connected or not, certificate expiry), never as content.
 
 use serde_json::{json, Value};
 
-use crate::record::now_ms;
-use crate::status::{Board, Health};
+use crate::health;
+use crate::poll::status::{BusSnapshot, DeviceStatus};
+use crate::record::{now_ms, AlarmLevel, Sample};
+use crate::status::Status;
 
-fn value_json(v: Option<crate::record::Value>) -> Value {
-    match v {
+fn value_json(s: Option<&Sample>) -> Value {
+    match s.and_then(|s| s.value) {
         None => Value::Null,
         Some(crate::record::Value::Bool(b)) => json!(b),
         Some(crate::record::Value::Int(i)) => json!(i),
@@ -17,74 +19,97 @@ fn value_json(v: Option<crate::record::Value>) -> Value {
     }
 }
 
-pub fn status(board: &Board) -> Value {
-    let now = now_ms();
-    let up = board.uplink();
-    let sp = board.spool();
-    let devices = board.devices();
-    let mut active = Vec::new();
-    let buses: Vec<Value> = board
-        .buses()
+/// An alarm point at an active level, for the box at the top of the page.
+struct Active<'a> {
+    device: &'a str,
+    point: &'a str,
+    level: AlarmLevel,
+    sample: Option<&'a Sample>,
+}
+
+fn device_json<'a>(d: &'a DeviceStatus, now: i64, active: &mut Vec<Active<'a>>) -> Value {
+    let points: Vec<Value> = d
+        .points
         .iter()
-        .map(|b| {
-            let uptime = board.started.elapsed().as_secs_f64();
-            let devs: Vec<Value> = devices
-                .iter()
-                .filter(|d| d.bus == b.name)
-                .map(|d| {
-                    let points: Vec<Value> = d
-                        .points
-                        .iter()
-                        .map(|p| {
-                            let s = p.sample.as_ref();
-                            if let Some(l) = p.level.filter(|l| l.is_active()) {
-                                active.push(json!({"device": d.name, "point": p.name, "level": l.as_str(), "value": value_json(s.and_then(|s| s.value)), "ts_ms": s.map(|s| s.ts_ms)}));
-                            }
-                            json!({
-                                "name": p.name,
-                                "unit": p.unit,
-                                "alarm": p.is_alarm,
-                                "level": p.level.map(|l| l.as_str()),
-                                "value": value_json(s.and_then(|s| s.value)),
-                                "quality": s.map(|s| s.quality.as_str()),
-                                "exception": s.and_then(|s| s.quality.exception_code()),
-                                "age_s": s.map(|s| (now - s.ts_ms).max(0) / 1000),
-                                "last_good_age_s": p.last_good_ms.map(|t| (now - t).max(0) / 1000),
-                            })
-                        })
-                        .collect();
-                    let good = d.reads.good;
-                    let total = good + d.reads.errors().iter().map(|(_, n)| n).sum::<u64>();
-                    json!({
-                        "name": d.name,
-                        "unit": d.unit,
-                        "poll_ms": d.poll_ms,
-                        "health": match d.health() { Health::Unknown => "unknown", Health::Ok => "ok", Health::Degraded => "degraded", Health::Offline => "offline" },
-                        "polls": d.polls,
-                        "success_rate": if total > 0 { Some(good as f64 / total as f64) } else { None },
-                        "last_poll_ms": d.last_poll_ms,
-                        "last_latency_ms": d.last_latency.as_millis() as u64,
-                        "last_error": d.last_error,
-                        "points": points,
-                    })
-                })
-                .collect();
+        .map(|p| {
+            let s = p.sample.as_ref();
+            if let Some(level) = p.level.filter(|l| l.is_active()) {
+                active.push(Active {
+                    device: &d.name,
+                    point: &p.name,
+                    level,
+                    sample: s,
+                });
+            }
             json!({
-                "name": b.name,
-                "link": b.link,
-                "utilisation": if uptime > 0.0 { b.busy.as_secs_f64() / uptime } else { 0.0 },
-                "devices": devs,
+                "name": p.name,
+                "unit": p.unit,
+                "alarm": p.is_alarm,
+                "level": p.level.map(|l| l.as_str()),
+                "value": value_json(s),
+                "quality": s.map(|s| s.quality.as_str()),
+                "exception": s.and_then(|s| s.quality.exception_code()),
+                "age_s": s.map(|s| (now - s.ts_ms).max(0) / 1000),
+                "last_good_age_s": p.last_good_ms.map(|t| (now - t).max(0) / 1000),
             })
         })
         .collect();
-    active.sort_by_key(|a| std::cmp::Reverse(level_rank(a["level"].as_str())));
+    let total = d.reads.total();
+    json!({
+        "name": d.name,
+        "unit": d.unit,
+        "poll_ms": d.poll_ms,
+        "health": health::device(d).as_str(),
+        "polls": d.polls,
+        "success_rate": (total > 0).then(|| d.reads.good as f64 / total as f64),
+        "last_poll_ms": d.last_poll_ms,
+        "last_latency_ms": d.last_latency.as_millis() as u64,
+        "last_error": d.last_error,
+        "points": points,
+    })
+}
+
+fn bus_json<'a>(b: &'a BusSnapshot, now: i64, active: &mut Vec<Active<'a>>) -> Value {
+    let devices: Vec<Value> = b
+        .devices
+        .iter()
+        .map(|d| device_json(d, now, active))
+        .collect();
+    json!({
+        "name": b.name,
+        "link": b.link,
+        "utilisation": b.utilisation,
+        "devices": devices,
+    })
+}
+
+pub fn status(st: &Status) -> Value {
+    let now = now_ms();
+    let up = st.uplink();
+    let sp = st.spool();
+    let id = &st.identity;
+    let snapshots = st.buses();
+    let mut active = Vec::new();
+    let buses: Vec<Value> = snapshots
+        .iter()
+        .map(|b| bus_json(b, now, &mut active))
+        .collect();
+    // Most severe first; the sort is stable, so equal levels keep the page's order.
+    active.sort_by_key(|a| std::cmp::Reverse(a.level.severity()));
+    let active: Vec<Value> = active
+        .iter()
+        .map(|a| {
+            json!({"device": a.device, "point": a.point, "level": a.level.as_str(),
+                   "value": value_json(a.sample), "ts_ms": a.sample.map(|s| s.ts_ms)})
+        })
+        .collect();
     json!({
         "gateway": {
-            "id": board.gateway_id,
+            "id": id.gateway_id,
             "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": board.started.elapsed().as_secs(),
-            "config_path": board.config_path,
-            "config_sha256": board.config_sha256,
+            "uptime_s": id.started.elapsed().as_secs(),
+            "config_path": id.config_path,
+            "config_sha256": id.config_sha256,
             "now_ms": now,
         },
         "uplink": {
@@ -111,13 +136,4 @@ pub fn status(board: &Board) -> Value {
         "active_alarms": active,
         "buses": buses,
     })
-}
-
-fn level_rank(l: Option<&str>) -> u8 {
-    match l {
-        Some("high") => 3,
-        Some("fault") => 2,
-        Some("low") => 1,
-        _ => 0,
-    }
 }

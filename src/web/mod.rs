@@ -1,15 +1,15 @@
 //! The local web interface: the technicians' status page, `/api/status`, `/metrics`, probes.
 //!
-//! Owns HTTP (axum), the page's embedded assets and the security headers. Read-only: it only
-//! reads the status board, never the spool or the buses, so a busy page cannot slow the data
-//! path. Must never show keys, passwords or private key material (the board holds none).
+//! Owns HTTP (axum), the page's embedded assets and the security headers. Read-only: it reads
+//! the components' status through [`Status`] and encodes the metrics registry, never the spool
+//! or the buses, so a busy page cannot slow the data path. Must never show keys, passwords or
+//! private key material (no status holds any).
 
 mod api;
 pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -18,8 +18,9 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::record::now_ms;
-use crate::status::Board;
+use crate::health;
+use crate::metrics::Registry;
+use crate::status::Status;
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -35,7 +36,14 @@ pub struct WebError {
     source: std::io::Error,
 }
 
-pub fn router(board: Arc<Board>) -> Router {
+/// What every handler may read.
+#[derive(Clone)]
+struct Shared {
+    status: Status,
+    registry: Arc<Registry>,
+}
+
+pub fn router(status: Status, registry: Arc<Registry>) -> Router {
     Router::new()
         .route(
             "/",
@@ -49,12 +57,12 @@ pub fn router(board: Arc<Board>) -> Router {
             "/style.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
         )
-        .route("/api/status", get(status))
+        .route("/api/status", get(api_status))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .layer(axum::middleware::map_response(secure))
-        .with_state(board)
+        .with_state(Shared { status, registry })
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -80,14 +88,13 @@ async fn secure(mut res: Response) -> Response {
     res
 }
 
-async fn status(State(board): State<Arc<Board>>) -> Response {
-    axum::Json(api::status(&board)).into_response()
+async fn api_status(State(s): State<Shared>) -> Response {
+    axum::Json(api::status(&s.status)).into_response()
 }
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format for the
 /// rest (curl, promtool).
-async fn metrics_text(State(board): State<Arc<Board>>, headers: axum::http::HeaderMap) -> Response {
-    let text = metrics::render(&board);
+async fn metrics_text(State(s): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
@@ -98,7 +105,7 @@ async fn metrics_text(State(board): State<Arc<Board>>, headers: axum::http::Head
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            text,
+            metrics::openmetrics(&s.registry),
         )
             .into_response()
     } else {
@@ -107,7 +114,7 @@ async fn metrics_text(State(board): State<Arc<Board>>, headers: axum::http::Head
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            metrics::to_prometheus_text(&text),
+            metrics::prometheus_text(&s.registry),
         )
             .into_response()
     }
@@ -115,10 +122,10 @@ async fn metrics_text(State(board): State<Arc<Board>>, headers: axum::http::Head
 
 /// Ready when every device was polled recently (whatever the outcome: a dead detector is a
 /// finding, not a gateway fault) and the spool is committing.
-async fn ready(State(board): State<Arc<Board>>) -> Response {
-    match not_ready(&board) {
-        None => (StatusCode::OK, "ready\n".to_string()).into_response(),
-        Some(why) => (
+async fn ready(State(s): State<Shared>) -> Response {
+    match health::readiness(&s.status.health()) {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
         )
@@ -126,38 +133,11 @@ async fn ready(State(board): State<Arc<Board>>) -> Response {
     }
 }
 
-fn not_ready(board: &Board) -> Option<String> {
-    let now = now_ms();
-    // An offline device is probed only every <= 72 s: a dead detector is a finding on the page,
-    // not a gateway that is not ready.
-    let longest = crate::poll::breaker::LONGEST_SILENCE.as_millis() as u64;
-    for d in board.devices() {
-        let limit = ((d.poll_ms * 3).max(longest) + 10_000) as i64;
-        match d.last_poll_ms {
-            None if board.started.elapsed() > Duration::from_millis(limit as u64) => {
-                return Some(format!("device {} was never polled", d.name))
-            }
-            Some(t) if now - t > limit => {
-                return Some(format!(
-                    "device {} was last polled {} s ago",
-                    d.name,
-                    (now - t) / 1000
-                ))
-            }
-            _ => {}
-        }
-    }
-    let s = board.spool();
-    if s.next_seq == 0 {
-        return Some("the spool is not open".into());
-    }
-    None
-}
-
 /// Serves until `cancel` fires. Binds first, so a taken port is a start-up error.
 pub async fn serve(
     listen: SocketAddr,
-    board: Arc<Board>,
+    status: Status,
+    registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), WebError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -169,7 +149,7 @@ pub async fn serve(
     let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!(url = %format!("http://{addr}/"), "status page");
     let handle = tokio::spawn(async move {
-        let app = router(board);
+        let app = router(status, registry);
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.cancelled_owned())
             .await

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use plantgate::config::SpoolSettings;
 use plantgate::record::{now_ms, DevicePoll, Quality, Sample, Value};
 use plantgate::spool::Spool;
-use plantgate::status::Board;
 use plantgate::uplink::Uplink;
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +66,7 @@ fn appends(spool: &Spool, total: usize, group: usize) -> f64 {
 
 async fn drain(n: usize, port: u16, pki: &common::Pki, label: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let board = Arc::new(Board::default());
-    let spool = Arc::new(Spool::open(dir.path(), &settings(4 << 30), board.clone()).unwrap());
+    let spool = Arc::new(Spool::open(dir.path(), &settings(4 << 30)).unwrap());
     appends(&spool, n, 100);
     let cfg = common::config(&format!(
         "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"b\"\ntcp = {{ address = \"127.0.0.1:1\" }}\n\
@@ -79,19 +77,20 @@ async fn drain(n: usize, port: u16, pki: &common::Pki, label: &str) {
     let uplink = Uplink::build(
         cfg.upstream.clone().unwrap(),
         "bench".into(),
+        String::new(),
         spool.clone(),
-        board.clone(),
     )
     .unwrap();
+    let uplink_status = uplink.status_handle();
     let cancel = CancellationToken::new();
     let start = Instant::now();
     let task = tokio::spawn(uplink.run(cancel.clone()));
-    while board.spool().readings > 0 {
+    while spool.status().readings > 0 {
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "drain stalled: {:?} {:?}",
-            board.spool(),
-            board.uplink()
+            spool.status(),
+            uplink_status.get()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -101,7 +100,7 @@ async fn drain(n: usize, port: u16, pki: &common::Pki, label: &str) {
     println!(
         "drain to {label:<9} over mTLS: {n} readings in {secs:.1} s = {:>9.0} readings/s ({} messages, batch {}, window {})",
         n as f64 / secs,
-        board.uplink().published,
+        uplink_status.get().published,
         cfg.upstream.as_ref().unwrap().batch_max,
         cfg.upstream.as_ref().unwrap().inflight
     );
@@ -123,8 +122,7 @@ async fn main() {
     // 1. durable append rate by commit size
     for (group, total) in [(1usize, 32 * 400), (10, 32 * 10 * 300), (100, n)] {
         let dir = tempfile::tempdir().unwrap();
-        let spool =
-            Spool::open(dir.path(), &settings(4 << 30), Arc::new(Board::default())).unwrap();
+        let spool = Spool::open(dir.path(), &settings(4 << 30)).unwrap();
         let rate = appends(&spool, total, group);
         println!(
             "durable appends, {group:>3} polls ({:>4} readings) per fsync: {rate:>9.0} readings/s",
@@ -136,10 +134,9 @@ async fn main() {
     for group in [100usize, 1] {
         let total = if group == 1 { n / 4 } else { n };
         let dir = tempfile::tempdir().unwrap();
-        let board = Arc::new(Board::default());
-        let spool = Spool::open(dir.path(), &settings(4 << 30), board.clone()).unwrap();
+        let spool = Spool::open(dir.path(), &settings(4 << 30)).unwrap();
         appends(&spool, total, group);
-        let s = board.spool();
+        let s = spool.status();
         println!(
             "on disk, {group:>3} polls per commit: {} readings buffered in {} bytes = {:.1} bytes/reading",
             s.readings,

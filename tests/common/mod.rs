@@ -409,8 +409,7 @@ pub fn gateway_toml(
 
 /// The spool's next sequence number, read from its file (the gateway must not be running).
 pub fn next_seq(cfg: &Config) -> u64 {
-    let board = Arc::new(plantgate::status::Board::default());
-    plantgate::spool::Spool::open(&cfg.gateway.data_dir, &cfg.spool, board)
+    plantgate::spool::Spool::open(&cfg.gateway.data_dir, &cfg.spool)
         .unwrap()
         .next_seq()
         .unwrap()

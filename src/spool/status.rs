@@ -1,0 +1,136 @@
+//! What the spool shows the outside: its latest counts as a [`SpoolStatus`] snapshot, and its
+//! metrics.
+//!
+//! Owns [`SpoolState`] (written by the spool after each commit or acknowledgement, read by the
+//! page, health and the demo) and [`SpoolMetrics`]. Must never be on the data path: readers get
+//! copies, and no lock is held across an await or a commit.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::metrics::{labels, seconds_histogram, Computed, Labels, Registry};
+use crate::record::now_ms;
+
+/// The spool as last seen.
+#[derive(Debug, Clone, Default)]
+pub struct SpoolStatus {
+    /// Whether the store is open (false only before the first open and while it is reopened).
+    pub open: bool,
+    pub readings: u64,
+    pub alarms: u64,
+    /// Size of the file on disk.
+    pub bytes: u64,
+    pub oldest_ts_ms: Option<i64>,
+    pub next_seq: u64,
+    /// Readings evicted because the spool was full, over the store's life.
+    pub evicted_readings: u64,
+    /// Records made durable since start.
+    pub appended_records: u64,
+    /// Commits that failed since start.
+    pub append_errors: u64,
+}
+
+/// The shared, read-only-for-others state of the spool.
+#[derive(Debug, Default)]
+pub struct SpoolState(Mutex<SpoolStatus>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SpoolState {
+    pub fn get(&self) -> SpoolStatus {
+        lock(&self.0).clone()
+    }
+
+    pub(super) fn update(&self, f: impl FnOnce(&mut SpoolStatus)) {
+        f(&mut lock(&self.0));
+    }
+}
+
+/// The spool's metrics.
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
+    pub(super) backlog: Family<Labels, Gauge>,
+    pub(super) file_bytes: Gauge,
+    pub(super) appended: Counter,
+    pub(super) evicted: Counter,
+    pub(super) append_errors: Counter,
+    pub(super) commit: Histogram,
+}
+
+impl Default for SpoolMetrics {
+    fn default() -> Self {
+        SpoolMetrics {
+            backlog: Family::default(),
+            file_bytes: Gauge::default(),
+            appended: Counter::default(),
+            evicted: Counter::default(),
+            append_errors: Counter::default(),
+            commit: seconds_histogram(),
+        }
+    }
+}
+
+impl SpoolMetrics {
+    pub(super) fn show(&self, s: &SpoolStatus) {
+        self.backlog
+            .get_or_create(&labels(&[("lane", "readings")]))
+            .set(s.readings as i64);
+        self.backlog
+            .get_or_create(&labels(&[("lane", "alarms")]))
+            .set(s.alarms as i64);
+        self.file_bytes.set(s.bytes as i64);
+    }
+
+    /// Registers the spool's metrics; the oldest reading's age is computed from `state` at
+    /// each scrape.
+    pub fn register(&self, reg: &mut Registry, state: Arc<SpoolState>) {
+        reg.register(
+            "spool_backlog_records",
+            "Records waiting for the broker's acknowledgement, by lane",
+            self.backlog.clone(),
+        );
+        reg.register(
+            "spool_file_bytes",
+            "Size of the spool file on disk",
+            self.file_bytes.clone(),
+        );
+        reg.register_collector(Computed::new(
+            "spool_oldest_age_seconds",
+            "Age of the oldest unacknowledged reading (0 when none)",
+            move || {
+                let age = state
+                    .get()
+                    .oldest_ts_ms
+                    .map(|t| (now_ms() - t).max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                vec![(Vec::new(), age)]
+            },
+        ));
+        reg.register(
+            "spool_appended_records",
+            "Records made durable",
+            self.appended.clone(),
+        );
+        reg.register(
+            "spool_evicted_readings",
+            "Readings evicted because the spool was full (alarms never are)",
+            self.evicted.clone(),
+        );
+        reg.register(
+            "spool_append_errors",
+            "Commits that failed (disk full, I/O error) and were retried",
+            self.append_errors.clone(),
+        );
+        reg.register(
+            "spool_commit_duration_seconds",
+            "Seconds a durable commit took, fsync included",
+            self.commit.clone(),
+        );
+    }
+}
