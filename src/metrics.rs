@@ -11,6 +11,7 @@ use std::fmt;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
@@ -40,11 +41,12 @@ type Values = dyn Fn() -> Vec<(Labels, f64)> + Send + Sync;
 pub struct Computed {
     name: &'static str,
     help: &'static str,
+    kind: MetricType,
     values: Box<Values>,
 }
 
 impl Computed {
-    /// `values` is called at every scrape; an empty result leaves the family out.
+    /// A gauge family; `values` is called at every scrape, and an empty result leaves it out.
     pub fn new(
         name: &'static str,
         help: &'static str,
@@ -53,9 +55,35 @@ impl Computed {
         Box::new(Computed {
             name,
             help,
+            kind: MetricType::Gauge,
             values: Box::new(values),
         })
     }
+
+    /// A counter family read from a total kept elsewhere (the kernel's, say); `_total` is
+    /// appended to `name`.
+    pub fn new_counter(
+        name: &'static str,
+        help: &'static str,
+        values: impl Fn() -> Vec<(Labels, f64)> + Send + Sync + 'static,
+    ) -> Box<Self> {
+        Box::new(Computed {
+            name,
+            help,
+            kind: MetricType::Counter,
+            values: Box::new(values),
+        })
+    }
+}
+
+/// Bytes this process caused to be sent to the storage layer (`write_bytes` in
+/// `/proc/self/io`), the figure that wears out flash; `None` where the kernel does not say.
+pub fn process_write_bytes() -> Option<f64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|b| b as f64)
 }
 
 impl fmt::Debug for Computed {
@@ -72,10 +100,13 @@ impl Collector for Computed {
         if values.is_empty() {
             return Ok(());
         }
-        let mut family =
-            encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
+        let mut family = encoder.encode_descriptor(self.name, self.help, None, self.kind)?;
         for (l, v) in &values {
-            ConstGauge::new(*v).encode(family.encode_family(l)?)?;
+            let metric = family.encode_family(l)?;
+            match self.kind {
+                MetricType::Counter => ConstCounter::new(*v).encode(metric)?,
+                _ => ConstGauge::new(*v).encode(metric)?,
+            }
         }
         Ok(())
     }

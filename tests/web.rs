@@ -139,7 +139,9 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     );
     moved(r#"plantgate_poll_errors_total{device="gas-9",kind="offline"}"#);
     moved("plantgate_spool_evicted_readings_total");
-    moved("plantgate_spool_appended_records_total");
+    moved("plantgate_spool_captured_records_total");
+    moved("plantgate_spool_durable_commits_total");
+    moved("plantgate_spool_written_bytes_total");
     moved("plantgate_uplink_connections_total");
     moved("plantgate_uplink_acked_records_total");
     moved("plantgate_spool_commit_duration_seconds_count");

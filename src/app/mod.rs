@@ -26,7 +26,7 @@ use crate::spool::{self, Spool, Stored};
 use crate::status::{Identity, Status};
 use crate::uplink::Uplink;
 
-/// Polls waiting for the spool; pollers wait when it is full (backpressure, nothing dropped).
+/// Polls waiting for capture; pollers wait when it is full (backpressure, nothing dropped).
 const POLL_QUEUE: usize = 1024;
 
 /// A started gateway.
@@ -157,7 +157,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
-    /// Stops in order: pollers, then the appender (commits what it holds), then the uplink.
+    /// Stops in order: pollers, then the spool's task (ends when its input closes), then the
+    /// uplink (a grace period for acknowledgements), then the spool's clean close.
     pub async fn shutdown(mut self) {
         self.poll_cancel.cancel();
         while self.pollers.join_next().await.is_some() {}
@@ -165,6 +166,16 @@ impl Running {
         self.uplink_cancel.cancel();
         if let Some(u) = self.uplink {
             let _ = u.await;
+        }
+        // What the broker did not acknowledge is committed now, so the next start owes the
+        // platform no gap.
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the spool could not be closed cleanly: the next start announces the records it cannot vouch for as a gap")
+            }
+            Err(e) => tracing::error!(error = %e, "spool close task failed"),
         }
         self.web_cancel.cancel();
         if let Some(w) = self.web {

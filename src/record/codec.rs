@@ -7,6 +7,7 @@
 //! ```text
 //! batch  = [1, dev: tstr, ts0: int, [* [pt: tstr, dts: int, v, q: uint]]]   seq = key + index
 //! alarm  = [1, dev: tstr, pt: tstr, ts: int, v, q: uint, level: uint, prev: uint]  seq = key
+//! gap    = [1, to: uint, reason: uint, ts: int]                                   from = key
 //! v      = bool / int / float32 (when lossless) / float64 / null
 //! q      = 0 good, 1 timeout, 2 bad_frame, 3 disconnected, 4 offline, 256 + code: exception
 //! ```
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
-use super::{AlarmEvent, AlarmLevel, Quality, Reading, Sample, Seq, Value};
+use super::{AlarmEvent, AlarmLevel, Gap, GapReason, Quality, Reading, Sample, Seq, Value};
 
 const VERSION: u8 = 1;
 
@@ -134,7 +135,21 @@ fn expect_version(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
 
 /// Encodes one device's samples as a stored batch. All samples must belong to `device`.
 pub fn encode_batch(device: &str, samples: &[Sample]) -> Vec<u8> {
-    let ts0 = samples.iter().map(|s| s.ts_ms).min().unwrap_or(0);
+    encode_samples(device, samples.iter())
+}
+
+/// Encodes numbered readings (one device's, consecutive numbers) as a stored batch keyed by the
+/// first reading's number.
+pub fn encode_readings(readings: &[Reading]) -> Vec<u8> {
+    let device = readings.first().map(|r| &*r.device).unwrap_or_default();
+    encode_samples(device, readings.iter().map(|r| &r.sample))
+}
+
+fn encode_samples<'a>(
+    device: &str,
+    samples: impl ExactSizeIterator<Item = &'a Sample> + Clone,
+) -> Vec<u8> {
+    let ts0 = samples.clone().map(|s| s.ts_ms).min().unwrap_or(0);
     let mut e = Encoder::new(Vec::with_capacity(16 + samples.len() * 24));
     let _ = e
         .array(4)
@@ -193,12 +208,12 @@ pub fn decode_batch(first: Seq, bytes: &[u8]) -> Result<Vec<Reading>, DecodeErro
 }
 
 /// Encodes an alarm event (its sequence number is the store key).
-pub fn encode_alarm(device: &str, a: &super::AlarmChange) -> Vec<u8> {
+pub fn encode_alarm(a: &AlarmEvent) -> Vec<u8> {
     let mut e = Encoder::new(Vec::with_capacity(64));
     let _ = e
         .array(8)
         .and_then(|e| e.u8(VERSION))
-        .and_then(|e| e.str(device))
+        .and_then(|e| e.str(&a.device))
         .and_then(|e| e.str(&a.sample.point))
         .and_then(|e| e.i64(a.sample.ts_ms));
     put_value(&mut e, a.sample.value);
@@ -207,6 +222,35 @@ pub fn encode_alarm(device: &str, a: &super::AlarmChange) -> Vec<u8> {
         .and_then(|e| e.u8(a.level.code()))
         .and_then(|e| e.u8(a.prev.code()));
     e.into_writer()
+}
+
+/// Encodes a gap (its first number is the store key): `[1, to, reason, ts]`.
+pub fn encode_gap(g: &Gap) -> Vec<u8> {
+    let mut e = Encoder::new(Vec::with_capacity(24));
+    let _ = e
+        .array(4)
+        .and_then(|e| e.u8(VERSION))
+        .and_then(|e| e.u64(g.to))
+        .and_then(|e| e.u8(g.reason.code()))
+        .and_then(|e| e.i64(g.ts_ms));
+    e.into_writer()
+}
+
+/// Decodes a stored gap starting at `from`.
+pub fn decode_gap(from: Seq, bytes: &[u8]) -> Result<Gap, DecodeError> {
+    let mut d = Decoder::new(bytes);
+    expect_array(&mut d, "gap")?;
+    expect_version(&mut d)?;
+    let to = d.u64()?;
+    let code = d.u8()?;
+    let reason = GapReason::from_code(code)
+        .ok_or_else(|| DecodeError(format!("unknown gap reason {code}")))?;
+    Ok(Gap {
+        from,
+        to,
+        reason,
+        ts_ms: d.i64()?,
+    })
 }
 
 /// Decodes a stored alarm event numbered `seq`.
@@ -242,7 +286,6 @@ fn level_from(c: u8) -> Result<AlarmLevel, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::AlarmChange;
 
     fn s(point: &str, ts: i64, v: Option<Value>, q: Quality) -> Sample {
         Sample {
@@ -322,18 +365,45 @@ mod tests {
 
     #[test]
     fn alarm_round_trips() {
-        let a = AlarmChange {
+        let a = AlarmEvent {
+            seq: 9,
+            device: "gas-1".into(),
             sample: s("ch03.status", 42, Some(Value::Int(2)), Quality::Good),
             level: AlarmLevel::High,
             prev: AlarmLevel::Unknown,
         };
-        let back = decode_alarm(9, &encode_alarm("gas-1", &a)).unwrap();
-        assert_eq!(back.seq, 9);
-        assert_eq!(&*back.device, "gas-1");
-        assert_eq!(back.sample, a.sample);
+        let back = decode_alarm(9, &encode_alarm(&a)).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn gaps_and_numbered_readings_round_trip() {
+        let g = Gap {
+            from: 100,
+            to: 65_635,
+            reason: GapReason::UncleanStop,
+            ts_ms: 1_700_000_000_000,
+        };
+        assert_eq!(decode_gap(100, &encode_gap(&g)).unwrap(), g);
+        assert!(
+            decode_gap(1, &[0x84, 0x01, 0x01, 0x09, 0x00]).is_err(),
+            "unknown reason"
+        );
+        let readings: Vec<Reading> = (0..3)
+            .map(|i| Reading {
+                seq: 50 + i,
+                device: "gas-2".into(),
+                sample: s(
+                    "ch01",
+                    1000 + i as i64,
+                    Some(Value::Float(0.5)),
+                    Quality::Good,
+                ),
+            })
+            .collect();
         assert_eq!(
-            (back.level, back.prev),
-            (AlarmLevel::High, AlarmLevel::Unknown)
+            decode_batch(50, &encode_readings(&readings)).unwrap(),
+            readings
         );
     }
 

@@ -4,8 +4,9 @@
 //! codec the spool keeps on disk ([`codec`]) and the platform's wire format ([`wire`]).
 //! Must never do I/O: pure data and pure encoding, so every byte format is unit-tested here.
 //!
-//! Sequence numbers are assigned by the spool when a record becomes durable, not here: a record
-//! that was never stored has no number, and a stored one keeps its number forever.
+//! Sequence numbers are assigned by the spool at capture, from blocks it reserved durably in
+//! advance, so a number is never handed out twice, even across a crash; a record keeps its
+//! number forever. What a crash may lose is announced as a [`Gap`].
 
 pub mod codec;
 pub mod wire;
@@ -13,7 +14,7 @@ pub mod wire;
 use std::fmt;
 use std::sync::Arc;
 
-/// Gateway-unique, monotonic record number, assigned by the spool.
+/// Gateway-unique, monotonic record number, assigned by the spool at capture.
 pub type Seq = u64;
 
 /// A decoded point value after type conversion, scale and offset.
@@ -204,6 +205,53 @@ pub struct AlarmEvent {
     pub sample: Sample,
     pub level: AlarmLevel,
     pub prev: AlarmLevel,
+}
+
+/// Why the gateway announces a range of sequence numbers as a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GapReason {
+    /// The process stopped without a clean shutdown (killed, crashed, power cut): readings it
+    /// captured in its last `sync_ms` and that the broker had not acknowledged may be lost.
+    UncleanStop,
+    /// The spool was full: the oldest readings were evicted (alarms never are).
+    Evicted,
+    /// The spool's file was damaged: what could not be read from it is lost.
+    Damaged,
+}
+
+impl GapReason {
+    pub const ALL: [GapReason; 3] = [
+        GapReason::UncleanStop,
+        GapReason::Evicted,
+        GapReason::Damaged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::UncleanStop => "unclean_stop",
+            GapReason::Evicted => "evicted",
+            GapReason::Damaged => "damaged",
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(c)).copied()
+    }
+}
+
+/// A range of sequence numbers announced to the platform: no record numbered `from..=to` that
+/// has not reached it yet will ever be sent. Stored and sent like an alarm, until acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub from: Seq,
+    pub to: Seq,
+    pub reason: GapReason,
+    /// When the gateway found it, ms since the Unix epoch.
+    pub ts_ms: i64,
 }
 
 /// Milliseconds since the Unix epoch, from the system clock.

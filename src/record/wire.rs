@@ -6,16 +6,20 @@
 //! ```cddl
 //! readings = { gw: tstr, hist: bool, readings: [* reading] }   ; topic {prefix}/readings
 //! alarm    = { reading-fields, level: level, prev: level }        ; topic {prefix}/alarms
+//! gap      = { gw: tstr, from: uint, to: uint, reason: reason, ts: int } ; topic {prefix}/gaps
 //! reading  = { reading-fields }
 //! reading-fields = ( gw: tstr, seq: uint, dev: tstr, pt: tstr, ts: int,   ; ts: ms since epoch
 //!                    v: bool / int / float / null, q: quality, ? exc: uint )
 //! quality  = "good" / "timeout" / "exception" / "bad_frame" / "disconnected" / "offline"
 //! level    = "unknown" / "normal" / "low" / "high" / "fault"
+//! reason   = "unclean_stop" / "evicted" / "damaged"
 //! ```
+//! A gap says: no record numbered `from..=to` (inclusive) that has not reached the platform yet
+//! will ever be sent.
 
 use serde::Serialize;
 
-use super::{AlarmEvent, Reading, Sample, Value};
+use super::{AlarmEvent, Gap, Reading, Sample, Value};
 
 /// Encoding of published payloads, chosen by `[upstream] format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -112,6 +116,27 @@ pub fn encode_alarm(format: Format, gw: &str, a: &AlarmEvent) -> Vec<u8> {
     encode(format, &msg)
 }
 
+#[derive(Serialize)]
+struct WireGap<'a> {
+    gw: &'a str,
+    from: u64,
+    to: u64,
+    reason: &'static str,
+    ts: i64,
+}
+
+/// A gap message: a range of numbers the platform must not wait for.
+pub fn encode_gap(format: Format, gw: &str, g: &Gap) -> Vec<u8> {
+    let msg = WireGap {
+        gw,
+        from: g.from,
+        to: g.to,
+        reason: g.reason.as_str(),
+        ts: g.ts_ms,
+    };
+    encode(format, &msg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +172,22 @@ mod tests {
         assert_eq!(j["readings"][1]["v"], serde_json::Value::Null);
         assert_eq!(j["readings"][1]["q"], "exception");
         assert_eq!(j["readings"][1]["exc"], 2);
+    }
+
+    #[test]
+    fn a_gap_is_its_inclusive_range_and_reason() {
+        let g = Gap {
+            from: 10,
+            to: 20,
+            reason: crate::record::GapReason::UncleanStop,
+            ts_ms: 5,
+        };
+        let j: serde_json::Value =
+            serde_json::from_slice(&encode_gap(Format::Json, "gw1", &g)).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"gw":"gw1","from":10,"to":20,"reason":"unclean_stop","ts":5})
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - input registers 100..=115: channel status: 0 normal, 1 low alarm, 2 high alarm, 3 fault
 //! - discrete input 0: mains power failure (true = running on battery)
 //! - holding registers 200, 201: low and high alarm thresholds, in 0.1 %LEL (default 200, 400)
+//! - holding register 300: requests answered so far (wrapping), counted before each answer
 //!
 //! Any other address answers with exception 0x02 (illegal data address), as real controllers do.
 
@@ -25,6 +26,9 @@ pub const CONC_BASE: u16 = 0;
 pub const STATUS_BASE: u16 = 100;
 pub const THRESHOLD_LOW: u16 = 200;
 pub const THRESHOLD_HIGH: u16 = 201;
+/// Holding register counting the requests this unit answered (wrapping u16): a test that reads
+/// it finds every poll that was read from the device but never delivered.
+pub const REQUEST_COUNTER: u16 = 300;
 
 /// How a simulated unit behaves on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,6 +72,7 @@ impl Controller {
             r.discrete.insert(0, false);
             r.holding.insert(THRESHOLD_LOW, 200);
             r.holding.insert(THRESHOLD_HIGH, 400);
+            r.holding.insert(REQUEST_COUNTER, 0);
         }
         Arc::new(c)
     }

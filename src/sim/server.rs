@@ -30,7 +30,10 @@ impl SimBus {
     }
 
     fn answer(c: &Controller, req: &Request<'_>) -> Result<Response, ExceptionCode> {
-        let r = c.registers();
+        let mut r = c.registers();
+        if let Some(n) = r.holding.get_mut(&super::REQUEST_COUNTER) {
+            *n = n.wrapping_add(1);
+        }
         let words = |m: &BTreeMap<u16, u16>, a: u16, n: u16| -> Result<Vec<u16>, ExceptionCode> {
             (0..n)
                 .map(|i| {

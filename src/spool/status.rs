@@ -20,16 +20,22 @@ use crate::record::now_ms;
 pub struct SpoolStatus {
     /// Whether the store is open (false only before the first open and while it is reopened).
     pub open: bool,
+    /// Readings and alarms stored on disk, waiting for the broker.
     pub readings: u64,
     pub alarms: u64,
+    /// Gaps stored, waiting to be announced.
+    pub gaps: u64,
+    /// Readings captured, not yet durable nor acknowledged (in memory, at most `sync_ms` old
+    /// unless the disk refuses them).
+    pub head_readings: u64,
+    /// Records numbered since start.
+    pub captured_records: u64,
     /// Size of the file on disk.
     pub bytes: u64,
     pub oldest_ts_ms: Option<i64>,
     pub next_seq: u64,
     /// Readings evicted because the spool was full, over the store's life.
     pub evicted_readings: u64,
-    /// Records made durable since start.
-    pub appended_records: u64,
     /// Commits that failed since start.
     pub append_errors: u64,
 }
@@ -57,7 +63,9 @@ impl SpoolState {
 pub struct SpoolMetrics {
     pub(super) backlog: Family<Labels, Gauge>,
     pub(super) file_bytes: Gauge,
-    pub(super) appended: Counter,
+    pub(super) captured: Counter,
+    pub(super) durable_records: Counter,
+    pub(super) durable_commits: Counter,
     pub(super) evicted: Counter,
     pub(super) append_errors: Counter,
     pub(super) commit: Histogram,
@@ -68,7 +76,9 @@ impl Default for SpoolMetrics {
         SpoolMetrics {
             backlog: Family::default(),
             file_bytes: Gauge::default(),
-            appended: Counter::default(),
+            captured: Counter::default(),
+            durable_records: Counter::default(),
+            durable_commits: Counter::default(),
             evicted: Counter::default(),
             append_errors: Counter::default(),
             commit: seconds_histogram(),
@@ -84,6 +94,12 @@ impl SpoolMetrics {
         self.backlog
             .get_or_create(&labels(&[("lane", "alarms")]))
             .set(s.alarms as i64);
+        self.backlog
+            .get_or_create(&labels(&[("lane", "gaps")]))
+            .set(s.gaps as i64);
+        self.backlog
+            .get_or_create(&labels(&[("lane", "head")]))
+            .set(s.head_readings as i64);
         self.file_bytes.set(s.bytes as i64);
     }
 
@@ -113,10 +129,25 @@ impl SpoolMetrics {
             },
         ));
         reg.register(
-            "spool_appended_records",
-            "Records made durable",
-            self.appended.clone(),
+            "spool_captured_records",
+            "Records numbered at capture",
+            self.captured.clone(),
         );
+        reg.register(
+            "spool_durable_records",
+            "Records written to disk because the broker had not acknowledged them within sync_ms (or alarms, at once)",
+            self.durable_records.clone(),
+        );
+        reg.register(
+            "spool_durable_commits",
+            "Durable (fsynced) commits of the spool",
+            self.durable_commits.clone(),
+        );
+        reg.register_collector(Computed::new_counter(
+            "spool_written_bytes",
+            "Bytes this process caused to be written to storage (/proc/self/io write_bytes): the flash wear figure",
+            || crate::metrics::process_write_bytes().map(|b| vec![(Vec::new(), b)]).unwrap_or_default(),
+        ));
         reg.register(
             "spool_evicted_readings",
             "Readings evicted because the spool was full (alarms never are)",

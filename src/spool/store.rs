@@ -1,9 +1,10 @@
 //! The spool's store: redb tables and transactions, and nothing else imports redb.
 //!
-//! Owns the file layout (tables `readings`, `alarms`, `meta`), the durability of each commit and
-//! the bookkeeping that must change in the same transaction as the data (next sequence number,
-//! pending counts, logical bytes). Must never decide policy: what to evict and when is the
-//! spool's; this module only does it atomically.
+//! Owns the file layout (tables `readings`, `alarms`, `gaps`, `meta`), the durability of each
+//! commit and the bookkeeping that must change in the same transaction as the data (reserved
+//! numbers, the settled watermark, pending counts, logical bytes, evictions). Must never decide
+//! policy: what to write, evict or delete and when is the spool's; this module only does it
+//! atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -11,14 +12,24 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
+use crate::record::codec;
+use crate::record::{Gap, GapReason, Seq};
+
 /// key = first sequence number of the batch; value = `record::codec` batch
 const READINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("readings");
 /// key = sequence number; value = `record::codec` alarm
 const ALARMS: TableDefinition<u64, &[u8]> = TableDefinition::new("alarms");
+/// key = first sequence number of the range; value = `record::codec` gap
+const GAPS: TableDefinition<u64, &[u8]> = TableDefinition::new("gaps");
 /// counters kept in step with the data
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// Written by stores before reservations existed: the next number to hand out.
 const NEXT_SEQ: &str = "next_seq";
+/// Numbers below this may have been handed out; a restart continues from here.
+const RESERVED: &str = "reserved_until";
+/// Every record below this is durable here or was acknowledged by the broker.
+const SETTLED: &str = "settled_below";
 const READINGS_PENDING: &str = "readings_pending";
 const LOGICAL_BYTES: &str = "logical_bytes";
 const EVICTED: &str = "evicted_readings";
@@ -63,17 +74,55 @@ impl StoreError {
     }
 }
 
-/// One entry to add: readings batch (with its reading count) or alarm.
+/// One entry to add, under the key its first sequence number gives it.
+#[derive(Debug, Clone)]
 pub enum NewEntry {
-    Readings { count: u64, bytes: Vec<u8> },
-    Alarm { bytes: Vec<u8> },
+    Readings {
+        key: Seq,
+        count: u64,
+        bytes: Vec<u8>,
+    },
+    Alarm {
+        key: Seq,
+        bytes: Vec<u8>,
+    },
+}
+
+impl NewEntry {
+    pub fn key(&self) -> Seq {
+        match self {
+            NewEntry::Readings { key, .. } | NewEntry::Alarm { key, .. } => *key,
+        }
+    }
+
+    fn charge(&self) -> u64 {
+        match self {
+            NewEntry::Readings { bytes, .. } | NewEntry::Alarm { bytes, .. } => {
+                bytes.len() as u64 + ENTRY_OVERHEAD
+            }
+        }
+    }
+}
+
+/// What one commit writes.
+#[derive(Debug, Default)]
+pub struct Write {
+    pub entries: Vec<NewEntry>,
+    /// Largest logical size; the oldest reading batches are evicted to stay below it.
+    pub budget: u64,
+    /// A new settled watermark.
+    pub settled_below: Option<Seq>,
+    /// A new reservation limit (or, on a clean stop, the exact end of what was handed out).
+    pub reserved_until: Option<Seq>,
+    /// Gaps to announce.
+    pub gaps: Vec<Gap>,
+    /// Now, ms since the epoch, for the gap an eviction announces.
+    pub now_ms: i64,
 }
 
 /// What a commit did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Committed {
-    /// Key given to each new entry, in input order.
-    pub keys: Vec<u64>,
     /// Readings evicted to make room, and the entries they were in.
     pub evicted_readings: u64,
     pub evicted_entries: u64,
@@ -82,9 +131,11 @@ pub struct Committed {
 /// Counters as stored.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Counts {
-    pub next_seq: u64,
+    pub reserved_until: u64,
+    pub settled_below: u64,
     pub readings: u64,
     pub alarms: u64,
+    pub gaps: u64,
     pub logical_bytes: u64,
     pub evicted_readings: u64,
 }
@@ -92,6 +143,12 @@ pub struct Counts {
 pub struct Store {
     db: Database,
     path: PathBuf,
+}
+
+type Meta<'t> = redb::Table<'t, &'static str, u64>;
+
+fn get(m: &Meta, k: &str) -> Result<u64, redb::Error> {
+    Ok(m.get(k)?.map(|v| v.value()).unwrap_or(0))
 }
 
 impl Store {
@@ -106,12 +163,17 @@ impl Store {
             path: path.to_owned(),
         };
         store
-            .write(Durability::Immediate, |tx| {
+            .transact(Durability::Immediate, |tx| {
                 tx.open_table(READINGS)?;
                 tx.open_table(ALARMS)?;
+                tx.open_table(GAPS)?;
                 let mut meta = tx.open_table(META)?;
-                if meta.get(NEXT_SEQ)?.is_none() {
-                    meta.insert(NEXT_SEQ, first_seq)?;
+                if meta.get(RESERVED)?.is_none() {
+                    // A new store, or one from before reservations: continue after its last number.
+                    let start = meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(first_seq);
+                    meta.insert(RESERVED, start)?;
+                    meta.insert(SETTLED, start)?;
+                    meta.remove(NEXT_SEQ)?;
                 }
                 Ok(())
             })
@@ -136,7 +198,7 @@ impl Store {
             .map_err(|e| StoreError::Io(format!("compaction: {e}")))
     }
 
-    fn write<T>(
+    fn transact<T>(
         &self,
         durability: Durability,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
@@ -152,84 +214,131 @@ impl Store {
         run().map_err(|e| StoreError::from_redb(&self.path, e))
     }
 
-    /// Appends entries in one durable transaction, numbering them from `next_seq`. Before that,
-    /// while the logical size would exceed `budget`, the oldest reading batches are evicted
-    /// (never alarms).
-    pub fn append(&self, entries: Vec<NewEntry>, budget: u64) -> Result<Committed, StoreError> {
-        self.write(Durability::Immediate, |tx| {
+    /// Writes `w` in one durable transaction (fsync before it returns). Before adding its
+    /// entries, while the logical size would exceed the budget, the oldest reading batches are
+    /// evicted (never alarms), and the evicted range is announced as a gap.
+    pub fn write(&self, w: Write) -> Result<Committed, StoreError> {
+        self.transact(Durability::Immediate, |tx| {
             let mut readings = tx.open_table(READINGS)?;
             let mut alarms = tx.open_table(ALARMS)?;
+            let mut gaps = tx.open_table(GAPS)?;
             let mut meta = tx.open_table(META)?;
-            let get = |m: &redb::Table<&str, u64>, k: &str| -> Result<u64, redb::Error> {
-                Ok(m.get(k)?.map(|v| v.value()).unwrap_or(0))
-            };
-            let mut next = get(&meta, NEXT_SEQ)?;
             let mut pending = get(&meta, READINGS_PENDING)?;
             let mut bytes = get(&meta, LOGICAL_BYTES)?;
-            let incoming: u64 = entries
-                .iter()
-                .map(|e| match e {
-                    NewEntry::Readings { bytes, .. } | NewEntry::Alarm { bytes } => {
-                        bytes.len() as u64 + ENTRY_OVERHEAD
-                    }
-                })
-                .sum();
+            let incoming: u64 = w.entries.iter().map(NewEntry::charge).sum();
             let mut out = Committed::default();
-            while bytes + incoming > budget {
-                let Some((_, v)) = readings.pop_first()? else {
+            let mut evicted: Option<(Seq, Seq)> = None;
+            while bytes + incoming > w.budget {
+                let Some((k, v)) = readings.pop_first()? else {
                     break;
                 };
-                let v = v.value();
-                let n = crate::record::codec::batch_len(v).unwrap_or(0);
+                let (k, v) = (k.value(), v.value());
+                let n = codec::batch_len(v).unwrap_or(0);
                 bytes = bytes.saturating_sub(v.len() as u64 + ENTRY_OVERHEAD);
                 pending = pending.saturating_sub(n);
                 out.evicted_readings += n;
                 out.evicted_entries += 1;
+                let last = k + n.max(1) - 1;
+                evicted = Some(evicted.map_or((k, last), |(from, _)| (from, last)));
+            }
+            // Still too much: the stored readings are all gone, so the oldest of the incoming
+            // ones go the same way (alarms never do).
+            let mut over = (bytes + incoming).saturating_sub(w.budget);
+            let mut entries: Vec<&NewEntry> = w.entries.iter().collect();
+            entries.sort_by_key(|e| e.key());
+            entries.retain(|e| match e {
+                NewEntry::Readings { key, count, .. } if over > 0 => {
+                    over = over.saturating_sub(e.charge());
+                    out.evicted_readings += count;
+                    out.evicted_entries += 1;
+                    let last = key + count.max(&1) - 1;
+                    evicted = Some(evicted.map_or((*key, last), |(from, _)| (from, last)));
+                    false
+                }
+                _ => true,
+            });
+            if let Some((from, to)) = evicted {
+                announce_eviction(&mut gaps, from, to, w.now_ms)?;
             }
             for e in entries {
-                out.keys.push(next);
+                bytes += e.charge();
                 match e {
-                    NewEntry::Readings { count, bytes: b } => {
-                        bytes += b.len() as u64 + ENTRY_OVERHEAD;
-                        readings.insert(next, b.as_slice())?;
+                    NewEntry::Readings {
+                        key,
+                        count,
+                        bytes: b,
+                    } => {
+                        readings.insert(*key, b.as_slice())?;
                         pending += count;
-                        next += count.max(1);
                     }
-                    NewEntry::Alarm { bytes: b } => {
-                        bytes += b.len() as u64 + ENTRY_OVERHEAD;
-                        alarms.insert(next, b.as_slice())?;
-                        next += 1;
+                    NewEntry::Alarm { key, bytes: b } => {
+                        alarms.insert(*key, b.as_slice())?;
                     }
                 }
             }
-            let evicted = get(&meta, EVICTED)? + out.evicted_readings;
-            meta.insert(NEXT_SEQ, next)?;
+            for g in &w.gaps {
+                gaps.insert(g.from, codec::encode_gap(g).as_slice())?;
+            }
+            if let Some(s) = w.settled_below {
+                meta.insert(SETTLED, s)?;
+            }
+            if let Some(r) = w.reserved_until {
+                meta.insert(RESERVED, r)?;
+            }
+            let total_evicted = get(&meta, EVICTED)? + out.evicted_readings;
             meta.insert(READINGS_PENDING, pending)?;
             meta.insert(LOGICAL_BYTES, bytes)?;
-            meta.insert(EVICTED, evicted)?;
+            meta.insert(EVICTED, total_evicted)?;
             Ok(out)
         })
     }
 
-    /// Deletes acknowledged entries (missing keys are fine: evicted meanwhile). Durable.
-    pub fn delete(&self, reading_keys: &[u64], alarm_keys: &[u64]) -> Result<(), StoreError> {
-        self.write(Durability::Immediate, |tx| {
+    /// Deletes acknowledged entries (missing keys are fine: evicted meanwhile). `gaps` are the
+    /// ranges as they were sent: a gap extended since is cut down to its unsent part. Unless
+    /// `durable`, not fsynced: a delete lost in a crash only sends those records again, and the
+    /// platform drops them by `(gw, seq)`; the next durable commit makes it durable (and only
+    /// then can redb reuse the pages it freed).
+    pub fn delete(
+        &self,
+        reading_keys: &[u64],
+        alarm_keys: &[u64],
+        gaps_sent: &[(Seq, Seq)],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.transact(durability, |tx| {
             let mut readings = tx.open_table(READINGS)?;
             let mut alarms = tx.open_table(ALARMS)?;
+            let mut gaps = tx.open_table(GAPS)?;
             let mut meta = tx.open_table(META)?;
-            let mut pending = meta.get(READINGS_PENDING)?.map(|v| v.value()).unwrap_or(0);
-            let mut bytes = meta.get(LOGICAL_BYTES)?.map(|v| v.value()).unwrap_or(0);
+            let mut pending = get(&meta, READINGS_PENDING)?;
+            let mut bytes = get(&meta, LOGICAL_BYTES)?;
             for k in reading_keys {
                 if let Some(v) = readings.remove(k)? {
                     let v = v.value();
-                    pending =
-                        pending.saturating_sub(crate::record::codec::batch_len(v).unwrap_or(0));
+                    pending = pending.saturating_sub(codec::batch_len(v).unwrap_or(0));
                     bytes = bytes.saturating_sub(v.len() as u64 + ENTRY_OVERHEAD);
                 }
             }
             for k in alarm_keys {
                 if let Some(v) = alarms.remove(k)? {
                     bytes = bytes.saturating_sub(v.value().len() as u64 + ENTRY_OVERHEAD);
+                }
+            }
+            for &(from, to) in gaps_sent {
+                let Some(g) = gaps
+                    .remove(from)?
+                    .and_then(|v| codec::decode_gap(from, v.value()).ok())
+                else {
+                    continue;
+                };
+                if g.to > to {
+                    let rest = Gap { from: to + 1, ..g };
+                    gaps.insert(rest.from, codec::encode_gap(&rest).as_slice())?;
                 }
             }
             meta.insert(READINGS_PENDING, pending)?;
@@ -276,6 +385,28 @@ impl Store {
         self.scan(ALARMS, from, u64::MAX, max)
     }
 
+    /// Up to `max` gaps with keys from `from`, oldest first.
+    pub fn gaps(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan(GAPS, from, u64::MAX, max)
+    }
+
+    /// Keys and lengths of the entries at or above `from`, readings and alarms merged in key
+    /// order: what a restart knows will still be sent.
+    pub fn present_from(&self, from: u64) -> Result<Vec<(Seq, u64)>, StoreError> {
+        let mut out: Vec<(Seq, u64)> = self
+            .readings(from, u64::MAX, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| (k, codec::batch_len(&v).unwrap_or(1)))
+            .chain(
+                self.alarms(from, usize::MAX)?
+                    .into_iter()
+                    .map(|(k, _)| (k, 1)),
+            )
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// Counters, and the oldest reading batch (for its age).
     pub fn counts(&self) -> Result<(Counts, Option<Vec<u8>>), StoreError> {
         let run = || -> Result<(Counts, Option<Vec<u8>>), redb::Error> {
@@ -286,12 +417,15 @@ impl Store {
             };
             let readings = tx.open_table(READINGS)?;
             let alarms = tx.open_table(ALARMS)?;
+            let gaps = tx.open_table(GAPS)?;
             let oldest = readings.first()?.map(|(_, v)| v.value().to_vec());
             Ok((
                 Counts {
-                    next_seq: get(NEXT_SEQ)?,
+                    reserved_until: get(RESERVED)?,
+                    settled_below: get(SETTLED)?,
                     readings: get(READINGS_PENDING)?,
                     alarms: alarms.len()?,
+                    gaps: gaps.len()?,
                     logical_bytes: get(LOGICAL_BYTES)?,
                     evicted_readings: get(EVICTED)?,
                 },
@@ -300,4 +434,38 @@ impl Store {
         };
         run().map_err(|e| StoreError::from_redb(&self.path, e))
     }
+}
+
+/// Announces evicted readings `from..=to`: extends the newest gap when it is an eviction not
+/// yet acknowledged (so a long full disk leaves one growing range, not one per commit),
+/// otherwise adds one. Between the two ranges lie only alarms (kept, and sent) and records
+/// already acknowledged, so the extended range keeps the gap's meaning.
+fn announce_eviction(
+    gaps: &mut redb::Table<u64, &[u8]>,
+    from: Seq,
+    to: Seq,
+    now_ms: i64,
+) -> Result<(), redb::Error> {
+    // The newest eviction gap still waiting to be sent (unclean-stop gaps may lie above it).
+    let mut last = None;
+    for item in gaps.iter()?.rev().take(16) {
+        let (k, v) = item?;
+        if let Ok(g) = codec::decode_gap(k.value(), v.value()) {
+            if g.reason == GapReason::Evicted {
+                last = Some(g);
+                break;
+            }
+        }
+    }
+    let gap = match last {
+        Some(g) if g.to < from => Gap { to, ..g },
+        _ => Gap {
+            from,
+            to,
+            reason: GapReason::Evicted,
+            ts_ms: now_ms,
+        },
+    };
+    gaps.insert(gap.from, codec::encode_gap(&gap).as_slice())?;
+    Ok(())
 }

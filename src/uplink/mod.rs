@@ -5,16 +5,21 @@
 //! rumqttc's own session state: the spool is the source of truth.
 //!
 //! One session = one fresh rumqttc client and event loop (clean session). Any error ends the
-//! session; everything unacknowledged is simply read from the spool again by the next one, after
-//! a backoff with jitter, trying the configured brokers in order. Within a session, each free
-//! slot of the [`window::Window`] takes, in this order:
+//! session; everything unacknowledged is simply read from the spool again by the next one,
+//! when [`reconnect`] says, trying the configured brokers in order. Records are published as
+//! soon as they are captured (the spool wakes the session); within a session, each free slot of
+//! the [`window::Window`] takes, in this order:
 //! 1. the oldest pending **alarm** (one per message, topic `{prefix}/alarms`);
-//! 2. **live** readings: committed since this session connected (`hist: false`);
-//! 3. **backlog**: readings that were already waiting when it connected (`hist: true`).
+//! 2. the oldest pending **gap** (`{prefix}/gaps`: numbers that will never be sent);
+//! 3. **live** readings: captured since this session connected, or since start when the first
+//!    session connects within 10 s (`hist: false`);
+//! 4. **backlog**: readings that were already waiting on disk when it connected (`hist: true`).
 //!
-//! A PUBACK hands the message's spool keys to a durable delete (batched while one is running).
-//! A retained `online` on `{prefix}/status` opens each session; the last will says `offline`.
+//! A PUBACK hands the message's spool keys to the spool (in memory if the records are not
+//! durable yet, else a delete). A retained `online` on `{prefix}/status` opens each session;
+//! the last will says `offline`.
 
+pub mod reconnect;
 pub mod status;
 pub mod tls;
 pub mod window;
@@ -40,8 +45,6 @@ use window::{Carried, Window};
 
 /// Largest MQTT packet either way; batches stay well below it (`batch_max` ≤ 5000 readings).
 const MAX_PACKET: usize = 4 << 20;
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// How long a stopping uplink waits for outstanding PUBACKs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -54,7 +57,15 @@ pub struct Uplink {
     tls: Arc<rustls::ClientConfig>,
     state: Arc<UplinkState>,
     metrics: UplinkMetrics,
+    /// The first number of this run, and when the uplink was built: readings captured since
+    /// start count as live if the first session comes up within [`FIRST_SESSION_GRACE`].
+    run_first: Seq,
+    built: Instant,
 }
+
+/// How soon after start the first session must connect for the readings captured meanwhile
+/// to count as live rather than backlog.
+const FIRST_SESSION_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a session ended. Every variant is retried: the next session starts after a backoff and
 /// re-reads everything unacknowledged from the spool.
@@ -89,6 +100,7 @@ enum End {
 #[derive(Default)]
 struct Lanes {
     alarm_from: Seq,
+    gap_from: Seq,
     live_from: Seq,
     /// Readings below this were pending when the session connected.
     live_mark: Seq,
@@ -100,6 +112,7 @@ struct Lanes {
 struct Acks {
     readings: Vec<u64>,
     alarms: Vec<u64>,
+    gaps: Vec<(u64, u64)>,
     running: Option<JoinHandle<Result<(), StoreError>>>,
 }
 
@@ -108,21 +121,25 @@ impl Acks {
         match c {
             Carried::Alarm(k) => self.alarms.push(k),
             Carried::Readings { keys, .. } => self.readings.extend(keys),
+            Carried::Gap { from, to } => self.gaps.push((from, to)),
             Carried::Status => {}
         }
     }
 
     /// Starts a delete of everything gathered, unless one is running.
     fn start(&mut self, spool: &Arc<Spool>) {
-        if self.running.is_some() || (self.readings.is_empty() && self.alarms.is_empty()) {
+        if self.running.is_some()
+            || (self.readings.is_empty() && self.alarms.is_empty() && self.gaps.is_empty())
+        {
             return;
         }
-        let (r, a) = (
+        let (r, a, g) = (
             std::mem::take(&mut self.readings),
             std::mem::take(&mut self.alarms),
+            std::mem::take(&mut self.gaps),
         );
         let spool = spool.clone();
-        self.running = Some(tokio::task::spawn_blocking(move || spool.ack(&r, &a)));
+        self.running = Some(tokio::task::spawn_blocking(move || spool.ack(&r, &a, &g)));
     }
 
     /// Waits for the delete under way, if any, and reports how it went.
@@ -179,6 +196,8 @@ impl Uplink {
             cfg,
             gw,
             config_sha256,
+            run_first: spool.next_seq(),
+            built: Instant::now(),
             spool,
             tls,
             state,
@@ -205,47 +224,56 @@ impl Uplink {
         format!("{}/{leaf}", self.cfg.topic_prefix)
     }
 
-    /// Runs sessions until `cancel` fires.
+    /// Runs sessions until `cancel` fires, reconnecting by [`reconnect::Policy`].
     pub async fn run(self, cancel: CancellationToken) {
-        let mut failures: u32 = 0;
+        let mut policy = reconnect::Policy::default();
         let mut broker = 0usize;
         loop {
             let addr = self.cfg.brokers[broker].clone();
-            match self.session(&addr, &cancel).await {
-                End::Cancelled => return,
-                End::Failed {
+            let probe = reconnect::reachable(&addr.host, addr.port, Duration::from_secs(3));
+            let up = tokio::select! {
+                () = cancel.cancelled() => return,
+                up = probe => up,
+            };
+            let delay = if !up {
+                self.down(&addr, "not reachable (TCP connect failed)".into());
+                broker = (broker + 1) % self.cfg.brokers.len();
+                policy.probe_delay(rand::rng().random_range(0.0..1.0))
+            } else {
+                let End::Failed {
                     connected_for,
                     error,
-                } => {
-                    self.metrics.connected.set(0);
-                    self.state.update(|u| {
-                        u.connected_to = None;
-                        u.connected_since_ms = None;
-                        u.last_error = Some(format!("{addr}: {error}"));
-                    });
-                    match connected_for {
-                        // a session that held for a while earns a quick retry of the first broker
-                        Some(d) if d > Duration::from_secs(10) => {
-                            tracing::warn!(broker = %addr, %error, "uplink lost; reconnecting");
-                            failures = 0;
-                            broker = 0;
-                        }
-                        _ => {
-                            tracing::warn!(broker = %addr, %error, "uplink cannot connect");
-                            broker = (broker + 1) % self.cfg.brokers.len();
-                            if broker == 0 {
-                                failures = failures.saturating_add(1);
-                            }
-                        }
-                    }
-                    let delay = backoff(failures);
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
+                } = self.session(&addr, &cancel).await
+                else {
+                    return;
+                };
+                let (delay, first) =
+                    policy.session_ended(connected_for, rand::rng().random_range(0.0..1.0));
+                if first {
+                    tracing::warn!(broker = %addr, %error, "uplink lost; reconnecting");
+                    broker = 0;
+                } else {
+                    tracing::warn!(broker = %addr, %error, retry_in = ?delay, "uplink cannot connect");
+                    broker = (broker + 1) % self.cfg.brokers.len();
                 }
+                self.down(&addr, error.to_string());
+                delay
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Shows the link as down, with why.
+    fn down(&self, addr: &BrokerAddr, why: String) {
+        self.metrics.connected.set(0);
+        self.state.update(|u| {
+            u.connected_to = None;
+            u.connected_since_ms = None;
+            u.last_error = Some(format!("{addr}: {why}"));
+        });
     }
 
     fn options(&self, addr: &BrokerAddr) -> MqttOptions {
@@ -289,10 +317,13 @@ impl Uplink {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected_at = Some(Instant::now());
-                        lanes = match self.spool.next_seq() {
-                            Ok(mark) => Lanes { live_mark: mark, live_from: mark, ..Lanes::default() },
-                            Err(e) => break End::Failed { connected_for: Some(Duration::ZERO), error: e.into() },
+                        let first = self.state.get().reconnects == 0;
+                        let mark = if first && self.built.elapsed() < FIRST_SESSION_GRACE {
+                            self.run_first
+                        } else {
+                            self.spool.live_mark()
                         };
+                        lanes = Lanes { live_mark: mark, live_from: mark, ..Lanes::default() };
                         tracing::info!(broker = %addr, backlog_below = lanes.live_mark, "uplink connected");
                         self.metrics.connected.set(1);
                         self.metrics.connections.inc();
@@ -328,7 +359,7 @@ impl Uplink {
                             let n = match &c {
                                 Carried::Readings { count, .. } => *count,
                                 Carried::Alarm(_) => 1,
-                                Carried::Status => 0,
+                                Carried::Gap { .. } | Carried::Status => 0,
                             };
                             self.metrics.acked.inc_by(n);
                             self.state.update(|u| {
@@ -383,6 +414,16 @@ impl Uplink {
                         self.topic("alarms"),
                         wire::encode_alarm(fmt, &self.gw, &a),
                         Carried::Alarm(a.seq),
+                    )
+                } else if let Some(g) = self.spool.gaps(lanes.gap_from, 1)?.pop() {
+                    lanes.gap_from = g.from + 1;
+                    (
+                        self.topic("gaps"),
+                        wire::encode_gap(fmt, &self.gw, &g),
+                        Carried::Gap {
+                            from: g.from,
+                            to: g.to,
+                        },
                     )
                 } else if let Some((batches, hist)) = self.next_readings(lanes)? {
                     let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
@@ -458,28 +499,5 @@ impl Uplink {
             unacknowledged = window.outstanding(),
             "uplink stopped; unacknowledged records stay in the spool"
         );
-    }
-}
-
-/// Exponential backoff with ±20 % jitter, so many gateways do not reconnect in step.
-fn backoff(failures: u32) -> Duration {
-    let base = BACKOFF_MIN
-        .saturating_mul(1u32 << failures.min(8))
-        .min(BACKOFF_MAX);
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped_with_jitter() {
-        assert!(backoff(0) <= Duration::from_millis(600));
-        assert!(backoff(3) >= Duration::from_millis(3200));
-        for _ in 0..50 {
-            let d = backoff(30);
-            assert!(d >= Duration::from_secs(12) && d <= Duration::from_secs(18));
-        }
     }
 }

@@ -21,6 +21,8 @@ pub enum Carried {
         count: u64,
         hist: bool,
     },
+    /// A gap announcement, as the range it said.
+    Gap { from: u64, to: u64 },
     /// The retained `online` status: nothing to delete.
     Status,
 }

@@ -294,6 +294,13 @@ pub struct Platform {
     pub seen: BTreeMap<u64, u32>,
     pub alarms: Vec<serde_json::Value>,
     pub statuses: Vec<String>,
+    /// Announced gaps: (from, to, reason), inclusive.
+    pub gaps: Vec<(u64, u64, String)>,
+    /// What each number first carried (device, point, time, value): a resend must carry the
+    /// same, a reused number would not.
+    pub first_payload: BTreeMap<u64, String>,
+    /// Numbers that arrived again with a different payload.
+    pub reused: Vec<u64>,
 }
 
 impl Platform {
@@ -304,6 +311,14 @@ impl Platform {
     /// Sequence numbers in `range` that never arrived.
     pub fn missing(&self, range: std::ops::Range<u64>) -> Vec<u64> {
         range.filter(|s| !self.seen.contains_key(s)).collect()
+    }
+
+    /// Sequence numbers in `range` that never arrived and that no gap announced: silent loss.
+    pub fn unannounced(&self, range: std::ops::Range<u64>) -> Vec<u64> {
+        self.missing(range)
+            .into_iter()
+            .filter(|s| !self.gaps.iter().any(|(f, t, _)| f <= s && s <= t))
+            .collect()
     }
 }
 
@@ -325,16 +340,24 @@ fn record(p: &mut Platform, m: PlatformMsg) {
     let mut seqs = Vec::new();
     let hist = m.body["hist"].as_bool().unwrap_or(false);
     if m.topic.ends_with("/readings") {
-        seqs.extend(
-            m.body["readings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r["seq"].as_u64()),
-        );
+        for r in m.body["readings"].as_array().into_iter().flatten() {
+            if let Some(seq) = r["seq"].as_u64() {
+                seqs.push(seq);
+                note_payload(p, seq, r);
+            }
+        }
     } else if m.topic.ends_with("/alarms") {
-        seqs.extend(m.body["seq"].as_u64());
+        if let Some(seq) = m.body["seq"].as_u64() {
+            seqs.push(seq);
+            note_payload(p, seq, &m.body);
+        }
         p.alarms.push(m.body.clone());
+    } else if m.topic.ends_with("/gaps") {
+        p.gaps.push((
+            m.body["from"].as_u64().unwrap(),
+            m.body["to"].as_u64().unwrap(),
+            m.body["reason"].as_str().unwrap_or_default().to_string(),
+        ));
     } else if m.topic.ends_with("/status") {
         p.statuses
             .push(m.body.as_str().unwrap_or_default().to_string());
@@ -343,6 +366,17 @@ fn record(p: &mut Platform, m: PlatformMsg) {
         *p.seen.entry(*s).or_default() += 1;
     }
     p.messages.push((m.topic, seqs, hist));
+}
+
+fn note_payload(p: &mut Platform, seq: u64, r: &serde_json::Value) {
+    let what = format!("{}|{}|{}|{}", r["dev"], r["pt"], r["ts"], r["v"]);
+    match p.first_payload.get(&seq) {
+        Some(first) if *first != what => p.reused.push(seq),
+        Some(_) => {}
+        None => {
+            p.first_payload.insert(seq, what);
+        }
+    }
 }
 
 /// Waits until `done` holds for the platform, or panics after `timeout` with `what`.
@@ -407,12 +441,13 @@ pub fn gateway_toml(
     s
 }
 
-/// The spool's next sequence number, read from its file (the gateway must not be running).
+/// The spool's next sequence number, read from its file (the gateway must not be running);
+/// the spool is closed cleanly again, so the gateway continues from exactly there.
 pub fn next_seq(cfg: &Config) -> u64 {
-    plantgate::spool::Spool::open(&cfg.gateway.data_dir, &cfg.spool)
-        .unwrap()
-        .next_seq()
-        .unwrap()
+    let spool = plantgate::spool::Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
+    let next = spool.next_seq();
+    spool.close().unwrap();
+    next
 }
 
 /// GET `path` from the status server; returns (status, headers as text, body).

@@ -1,0 +1,117 @@
+//! The spool's task: captures every poll at once (numbered, into the head, to the tap) and
+//! commits what falls due, one commit at a time, off the runtime.
+//!
+//! Owns the loop that joins the pollers' channel to the disk: capture never waits for a commit
+//! (a slow fsync delays durability, not publishing), a failed commit is retried with backoff,
+//! and capture waits only when the head is full or a reservation of numbers is due. Must never
+//! drop a poll: when it cannot take more, it stops reading its bounded input and the pollers
+//! wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use super::store::StoreError;
+use super::{Spool, Stored};
+use crate::record::DevicePoll;
+
+type Flush = JoinHandle<Result<bool, StoreError>>;
+
+/// Runs until every poller has dropped its sender; captured records go to `tap` (live
+/// consumers: demo printer, local broker; best effort). Ends after committing what is due; the
+/// clean close ([`Spool::close`]) is the caller's, once the uplink has stopped.
+pub async fn run_appender(
+    spool: Arc<Spool>,
+    mut input: mpsc::Receiver<DevicePoll>,
+    tap: broadcast::Sender<Arc<Stored>>,
+) {
+    let mut flush: Option<Flush> = None;
+    let mut retry_at: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut open = true;
+    while open || flush.is_some() {
+        let due = next_flush(&spool, retry_at);
+        tokio::select! {
+            biased;
+            r = async { flush.as_mut().expect("guarded").await }, if flush.is_some() => {
+                flush = None;
+                match r {
+                    Ok(Ok(_)) => {
+                        retry_at = None;
+                        backoff = Duration::from_millis(100);
+                    }
+                    Ok(Err(e)) => {
+                        spool.count_append_error();
+                        tracing::error!(error = %e, retry_in = ?backoff, "spool commit failed; holding the records in memory and retrying");
+                        let s = spool.clone();
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.recover()).await {
+                            tracing::error!(error = %e, "spool could not recover yet; retrying");
+                        }
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    Err(join) => tracing::error!(error = %join, "spool commit task failed"),
+                }
+            }
+            p = input.recv(), if open && !spool.head_full() => match p {
+                Some(p) => capture(&spool, &p, &tap).await,
+                None => open = false,
+            },
+            () = sleep_until(due.unwrap_or_else(far)), if flush.is_none() && due.is_some() => {}
+        }
+        if flush.is_none() && next_flush(&spool, retry_at).is_some_and(|t| t <= Instant::now()) {
+            let s = spool.clone();
+            flush = Some(tokio::task::spawn_blocking(move || {
+                s.flush(std::time::Instant::now(), false, false)
+            }));
+        }
+        if !open && flush.is_none() {
+            // Input closed: commit what is due now; the rest waits for the clean close.
+            break;
+        }
+    }
+    tracing::debug!("spool: input closed");
+}
+
+/// When the next commit should start: the head's next deadline (alarms: now), the watermark's
+/// next write, or after a failure's backoff.
+fn next_flush(spool: &Spool, retry_at: Option<Instant>) -> Option<Instant> {
+    let head = spool.next_deadline().map(Instant::from_std);
+    let settle = spool.settle_due_at().map(Instant::from_std);
+    let at = match (head, settle) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }?;
+    Some(retry_at.map_or(at, |r| r.max(at)))
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
+async fn capture(spool: &Arc<Spool>, p: &DevicePoll, tap: &broadcast::Sender<Arc<Stored>>) {
+    let need = (p.samples.len() + p.alarms.len()) as u64;
+    loop {
+        if spool.needs_reserve(need) {
+            let s = spool.clone();
+            match tokio::task::spawn_blocking(move || s.reserve(need)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    spool.count_append_error();
+                    tracing::error!(error = %e, "cannot reserve sequence numbers; retrying");
+                }
+                Err(e) => tracing::error!(error = %e, "reservation task failed"),
+            }
+        }
+        if let Some(stored) = spool.capture(p) {
+            let _ = tap.send(Arc::new(stored));
+            return;
+        }
+        // Not reserved (the reservation failed): wait a little and try again. Nothing is
+        // numbered without a durable reservation.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
