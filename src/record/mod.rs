@@ -8,6 +8,7 @@
 //! that was never stored has no number, and a stored one keeps its number forever.
 
 pub mod codec;
+pub mod decimal;
 pub mod wire;
 
 use std::fmt;
