@@ -70,8 +70,19 @@ pub struct Rtu {
     pub parity: Parity,
     pub data_bits: u8,
     pub stop_bits: u8,
-    /// Kernel RS-485 mode: (RTS on send, delay before send ms, delay after send ms).
-    pub rs485: Option<(bool, u32, u32)>,
+    /// Kernel RS-485 mode, for adapters that need the driver to switch direction.
+    pub rs485: Option<Rs485>,
+}
+
+/// Kernel RS-485 mode of a serial port: the UART drives RTS as the transceiver's direction line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rs485 {
+    /// RTS is active while sending (`false`: while receiving).
+    pub rts_on_send: bool,
+    /// Wait after raising RTS before the first bit.
+    pub delay_before_send_ms: u32,
+    /// Wait after the last bit before dropping RTS.
+    pub delay_after_send_ms: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -204,10 +204,11 @@ fn validate_buses(cx: &mut Ctx, buses: &[Spanned<BusFile>]) -> Vec<Bus> {
                     parity,
                     data_bits: r.data_bits,
                     stop_bits: r.stop_bits,
-                    rs485: r
-                        .rs485
-                        .as_ref()
-                        .map(|x| (x.rts_on_send, x.delay_before_send_ms, x.delay_after_send_ms)),
+                    rs485: r.rs485.as_ref().map(|x| Rs485 {
+                        rts_on_send: x.rts_on_send,
+                        delay_before_send_ms: x.delay_before_send_ms,
+                        delay_after_send_ms: x.delay_after_send_ms,
+                    }),
                 })
             }
             (None, Some(t)) => {
