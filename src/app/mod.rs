@@ -4,6 +4,7 @@
 //! appender commits what they produced and ends when its input closes, then the uplink gets a
 //! grace period to collect acknowledgements. Must never hold data itself.
 
+pub mod check;
 pub mod demo;
 pub mod pki;
 pub mod watchdog;
