@@ -4,6 +4,7 @@
 //! ([`validate`]) and the model below. Must never bind a port, open a device or touch the spool:
 //! `plantgate check-config` runs exactly this and nothing else.
 
+mod ctx;
 pub mod file;
 mod points;
 mod validate;

@@ -9,8 +9,8 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::ctx::{check_name, Ctx};
 use super::file::{AlarmFile, PointFile};
-use super::validate::{check_name, Ctx};
 use super::*;
 
 pub(super) fn expand_point(
