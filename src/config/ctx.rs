@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use toml::Spanned;
+
 use super::Problem;
 
 /// Collects every problem of one file, each with its path and line.
@@ -41,6 +43,18 @@ impl<'a> Ctx<'a> {
             path: path.into(),
             message: message.into(),
         });
+    }
+}
+
+/// An optional key's value and span, or `default` placed at `table` when the key is absent.
+pub(super) fn value_or<T: Clone>(
+    key: Option<&Spanned<T>>,
+    default: T,
+    table: Range<usize>,
+) -> (T, Range<usize>) {
+    match key {
+        Some(k) => (k.get_ref().clone(), k.span()),
+        None => (default, table),
     }
 }
 

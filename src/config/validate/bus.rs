@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::config::ctx::{check_name, split_host_port, Ctx};
+use crate::config::ctx::{check_name, split_host_port, value_or, Ctx};
 use crate::config::file::{BusFile, RtuFile};
 use crate::config::{Bus, Link, Parity, Rs485, Rtu};
 
@@ -24,23 +24,22 @@ pub(super) fn validate_buses(cx: &mut Ctx, buses: &[Spanned<BusFile>]) -> Vec<Bu
         let span = b.span();
         let b = b.get_ref();
         let p = format!("bus[{i}]");
-        check_name(cx, span.clone(), &format!("{p}.name"), &b.name);
-        if !names.insert(b.name.clone()) {
+        let name = b.name.get_ref();
+        check_name(cx, b.name.span(), &format!("{p}.name"), name);
+        if !names.insert(name.clone()) {
             cx.err(
-                span.clone(),
+                b.name.span(),
                 format!("{p}.name"),
-                format!("\"{}\" is used by another bus", b.name),
+                format!("\"{name}\" is used by another bus"),
             );
         }
         if let (Some(r), None) = (&b.rtu, &b.tcp) {
-            if let Some(j) = ports.insert(r.port.clone(), i) {
+            let port = r.port.get_ref();
+            if let Some(j) = ports.insert(port.clone(), i) {
                 cx.err(
-                    span.clone(),
+                    r.port.span(),
                     format!("{p}.rtu.port"),
-                    format!(
-                        "serial port {} is already used by bus[{j}]; one bus per port",
-                        r.port
-                    ),
+                    format!("serial port {port} is already used by bus[{j}]; one bus per port"),
                 );
             }
         }
@@ -52,20 +51,18 @@ pub(super) fn validate_buses(cx: &mut Ctx, buses: &[Spanned<BusFile>]) -> Vec<Bu
 
 fn link(cx: &mut Ctx, span: Range<usize>, p: &str, b: &BusFile) -> Link {
     match (&b.rtu, &b.tcp) {
-        (Some(r), None) => Link::Rtu(rtu(cx, span, p, r)),
+        (Some(r), None) => Link::Rtu(rtu(cx, p, r)),
         (None, Some(t)) => {
-            if split_host_port(&t.address).is_none() {
+            let address = t.address.get_ref();
+            if split_host_port(address).is_none() {
                 cx.err(
-                    span,
+                    t.address.span(),
                     format!("{p}.tcp.address"),
-                    format!(
-                        "\"{}\" is not host:port such as 192.168.1.50:502",
-                        t.address
-                    ),
+                    format!("\"{address}\" is not host:port such as 192.168.1.50:502"),
                 );
             }
             Link::Tcp {
-                address: t.address.clone(),
+                address: address.clone(),
             }
         }
         _ => {
@@ -81,54 +78,56 @@ fn link(cx: &mut Ctx, span: Range<usize>, p: &str, b: &BusFile) -> Link {
     }
 }
 
-fn rtu(cx: &mut Ctx, span: Range<usize>, p: &str, r: &RtuFile) -> Rtu {
-    if r.port.is_empty() {
+fn rtu(cx: &mut Ctx, p: &str, r: &RtuFile) -> Rtu {
+    if r.port.get_ref().is_empty() {
         cx.err(
-            span.clone(),
+            r.port.span(),
             format!("{p}.rtu.port"),
             "must name a serial device such as /dev/ttyUSB0",
         );
     }
-    if !(300..=921_600).contains(&r.baud) {
+    let baud = *r.baud.get_ref();
+    if !(300..=921_600).contains(&baud) {
         cx.err(
-            span.clone(),
+            r.baud.span(),
             format!("{p}.rtu.baud"),
-            format!("{} is not a usable baud rate (300..=921600)", r.baud),
+            format!("{baud} is not a usable baud rate (300..=921600)"),
         );
     }
-    let parity = match r.parity.as_str() {
+    let parity = match r.parity.get_ref().as_str() {
         "none" => Parity::None,
         "even" => Parity::Even,
         "odd" => Parity::Odd,
         other => {
             cx.err(
-                span.clone(),
+                r.parity.span(),
                 format!("{p}.rtu.parity"),
                 format!("\"{other}\": expected \"none\", \"even\" or \"odd\""),
             );
             Parity::None
         }
     };
-    if !(7..=8).contains(&r.data_bits) {
+    let (data_bits, stop_bits) = (*r.data_bits.get_ref(), *r.stop_bits.get_ref());
+    if !(7..=8).contains(&data_bits) {
         cx.err(
-            span.clone(),
+            r.data_bits.span(),
             format!("{p}.rtu.data_bits"),
-            format!("{}: expected 7 or 8", r.data_bits),
+            format!("{data_bits}: expected 7 or 8"),
         );
     }
-    if !(1..=2).contains(&r.stop_bits) {
+    if !(1..=2).contains(&stop_bits) {
         cx.err(
-            span,
+            r.stop_bits.span(),
             format!("{p}.rtu.stop_bits"),
-            format!("{}: expected 1 or 2", r.stop_bits),
+            format!("{stop_bits}: expected 1 or 2"),
         );
     }
     Rtu {
-        port: r.port.clone(),
-        baud: r.baud,
+        port: r.port.get_ref().clone(),
+        baud,
         parity,
-        data_bits: r.data_bits,
-        stop_bits: r.stop_bits,
+        data_bits,
+        stop_bits,
         rs485: r.rs485.as_ref().map(|x| Rs485 {
             rts_on_send: x.rts_on_send,
             delay_before_send_ms: x.delay_before_send_ms,
@@ -138,32 +137,32 @@ fn rtu(cx: &mut Ctx, span: Range<usize>, p: &str, r: &RtuFile) -> Rtu {
 }
 
 fn timing(cx: &mut Ctx, span: Range<usize>, p: &str, b: &BusFile, link: Link) -> Bus {
-    let timeout_ms = b.timeout_ms.unwrap_or(1000);
+    let (timeout_ms, at) = value_or(b.timeout_ms.as_ref(), 1000, span.clone());
     if !(10..=60_000).contains(&timeout_ms) {
         cx.err(
-            span.clone(),
+            at,
             format!("{p}.timeout_ms"),
             format!("{timeout_ms}: expected 10..=60000"),
         );
     }
-    let turnaround_ms = b.turnaround_ms.unwrap_or(0);
+    let (turnaround_ms, at) = value_or(b.turnaround_ms.as_ref(), 0, span.clone());
     if turnaround_ms > 10_000 {
         cx.err(
-            span.clone(),
+            at,
             format!("{p}.turnaround_ms"),
             format!("{turnaround_ms}: expected 0..=10000"),
         );
     }
-    let max_gap = b.max_gap.unwrap_or(0);
+    let (max_gap, at) = value_or(b.max_gap.as_ref(), 0, span);
     if max_gap > 100 {
         cx.err(
-            span,
+            at,
             format!("{p}.max_gap"),
             format!("{max_gap}: expected 0..=100 registers"),
         );
     }
     Bus {
-        name: Arc::from(b.name.as_str()),
+        name: Arc::from(b.name.get_ref().as_str()),
         link,
         timeout: Duration::from_millis(timeout_ms),
         turnaround: Duration::from_millis(turnaround_ms),
@@ -237,9 +236,9 @@ mod tests {
         assert_eq!(
             refused(&text),
             [
-                "1: bus[0].name: \"line 1\" may only use letters, digits, '-', '_' and '.'",
+                "2: bus[0].name: \"line 1\" may only use letters, digits, '-', '_' and '.'",
                 // the fixture's device is on `line-1`
-                "7: device[0].bus: no bus is named \"line-1\" (buses: line 1)",
+                "9: device[0].bus: no bus is named \"line-1\" (buses: line 1)",
             ]
         );
     }
@@ -252,7 +251,7 @@ mod tests {
         ));
         assert_eq!(
             refused(&text),
-            ["4: bus[1].name: \"line-1\" is used by another bus"]
+            ["5: bus[1].name: \"line-1\" is used by another bus"]
         );
     }
 
@@ -265,7 +264,7 @@ mod tests {
         ));
         assert_eq!(
             refused(&text),
-            ["4: bus[1].rtu.port: serial port /dev/ttyUSB0 is already used by bus[0]; one bus per port"]
+            ["6: bus[1].rtu.port: serial port /dev/ttyUSB0 is already used by bus[0]; one bus per port"]
         );
     }
 
@@ -274,7 +273,7 @@ mod tests {
         let text = with(&rtu_bus("").replace("/dev/ttyUSB0", ""));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].rtu.port: must name a serial device such as /dev/ttyUSB0"]
+            ["3: bus[0].rtu.port: must name a serial device such as /dev/ttyUSB0"]
         );
     }
 
@@ -283,7 +282,7 @@ mod tests {
         let text = with(&rtu_bus(", baud = 1000000"));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].rtu.baud: 1000000 is not a usable baud rate (300..=921600)"]
+            ["3: bus[0].rtu.baud: 1000000 is not a usable baud rate (300..=921600)"]
         );
     }
 
@@ -292,7 +291,7 @@ mod tests {
         let text = with(&rtu_bus(", parity = \"mark\""));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].rtu.parity: \"mark\": expected \"none\", \"even\" or \"odd\""]
+            ["3: bus[0].rtu.parity: \"mark\": expected \"none\", \"even\" or \"odd\""]
         );
     }
 
@@ -301,7 +300,7 @@ mod tests {
         let text = with(&rtu_bus(", data_bits = 9"));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].rtu.data_bits: 9: expected 7 or 8"]
+            ["3: bus[0].rtu.data_bits: 9: expected 7 or 8"]
         );
     }
 
@@ -310,7 +309,7 @@ mod tests {
         let text = with(&rtu_bus(", stop_bits = 0"));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].rtu.stop_bits: 0: expected 1 or 2"]
+            ["3: bus[0].rtu.stop_bits: 0: expected 1 or 2"]
         );
     }
 
@@ -319,7 +318,7 @@ mod tests {
         let text = with("[[bus]]\nname = \"line-1\"\ntcp = { address = \"10.0.0.1\" }\n");
         assert_eq!(
             refused(&text),
-            ["1: bus[0].tcp.address: \"10.0.0.1\" is not host:port such as 192.168.1.50:502"]
+            ["3: bus[0].tcp.address: \"10.0.0.1\" is not host:port such as 192.168.1.50:502"]
         );
     }
 
@@ -343,7 +342,7 @@ mod tests {
         let text = with(&format!("{}timeout_ms = 60001\n", rtu_bus("")));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].timeout_ms: 60001: expected 10..=60000"]
+            ["4: bus[0].timeout_ms: 60001: expected 10..=60000"]
         );
     }
 
@@ -352,7 +351,7 @@ mod tests {
         let text = with(&format!("{}turnaround_ms = 10001\n", rtu_bus("")));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].turnaround_ms: 10001: expected 0..=10000"]
+            ["4: bus[0].turnaround_ms: 10001: expected 0..=10000"]
         );
     }
 
@@ -361,7 +360,7 @@ mod tests {
         let text = with(&format!("{}max_gap = 101\n", rtu_bus("")));
         assert_eq!(
             refused(&text),
-            ["1: bus[0].max_gap: 101: expected 0..=100 registers"]
+            ["4: bus[0].max_gap: 101: expected 0..=100 registers"]
         );
     }
 }

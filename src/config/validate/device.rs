@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::config::ctx::{check_name, Ctx};
+use crate::config::ctx::{check_name, value_or, Ctx};
 use crate::config::file::{DeviceFile, File, PointFile};
-use crate::config::points::{check_point_set, expand_point};
+use crate::config::points::{check_point_set, expand_point, Placed};
 use crate::config::{Bus, Device, Link, Point};
 
 pub(super) fn validate_devices(cx: &mut Ctx, file: &File, buses: &[Bus]) -> Vec<Device> {
@@ -32,28 +32,29 @@ pub(super) fn validate_devices(cx: &mut Ctx, file: &File, buses: &[Bus]) -> Vec<
         let span = d.span();
         let d = d.get_ref();
         let p = format!("device[{i}]");
-        check_name(cx, span.clone(), &format!("{p}.name"), &d.name);
-        if !names.insert(d.name.as_str()) {
+        let name = d.name.get_ref().as_str();
+        check_name(cx, d.name.span(), &format!("{p}.name"), name);
+        if !names.insert(name) {
             cx.err(
-                span.clone(),
+                d.name.span(),
                 format!("{p}.name"),
-                format!("\"{}\" is used by another device", d.name),
+                format!("\"{name}\" is used by another device"),
             );
         }
-        let bus = bus_and_unit(cx, span.clone(), &p, d, buses);
-        let poll_ms = d.poll_ms.unwrap_or(1000);
+        let bus = bus_and_unit(cx, &p, d, buses);
+        let (poll_ms, at) = value_or(d.poll_ms.as_ref(), 1000, span.clone());
         if !(50..=3_600_000).contains(&poll_ms) {
             cx.err(
-                span.clone(),
+                at,
                 format!("{p}.poll_ms"),
                 format!("{poll_ms}: expected 50..=3600000"),
             );
         }
         let points = points(cx, span, &p, d, file, &profiles);
         out.push(Device {
-            name: Arc::from(d.name.as_str()),
+            name: Arc::from(name),
             bus: bus.unwrap_or(0),
-            unit: u8::try_from(d.unit).unwrap_or(0),
+            unit: u8::try_from(*d.unit.get_ref()).unwrap_or(0),
             poll: Duration::from_millis(poll_ms),
             points,
         });
@@ -65,11 +66,16 @@ pub(super) fn validate_devices(cx: &mut Ctx, file: &File, buses: &[Bus]) -> Vec<
 fn profile_names<'f>(cx: &mut Ctx, file: &'f File) -> HashMap<&'f str, usize> {
     let mut profiles = HashMap::new();
     for (i, pr) in file.profile.iter().enumerate() {
-        let name = pr.get_ref().name.as_str();
-        check_name(cx, pr.span(), &format!("profile[{i}].name"), name);
-        if profiles.insert(name, i).is_some() {
+        let name = &pr.get_ref().name;
+        check_name(
+            cx,
+            name.span(),
+            &format!("profile[{i}].name"),
+            name.get_ref(),
+        );
+        if profiles.insert(name.get_ref().as_str(), i).is_some() {
             cx.err(
-                pr.span(),
+                name.span(),
                 format!("profile[{i}].name"),
                 format!("\"{name}\" is used by another profile"),
             );
@@ -79,35 +85,29 @@ fn profile_names<'f>(cx: &mut Ctx, file: &'f File) -> HashMap<&'f str, usize> {
 }
 
 /// The index of the device's bus, checking that the unit address is valid on it.
-fn bus_and_unit(
-    cx: &mut Ctx,
-    span: Range<usize>,
-    p: &str,
-    d: &DeviceFile,
-    buses: &[Bus],
-) -> Option<usize> {
-    let bus = buses.iter().position(|b| *b.name == *d.bus);
+fn bus_and_unit(cx: &mut Ctx, p: &str, d: &DeviceFile, buses: &[Bus]) -> Option<usize> {
+    let bus = buses.iter().position(|b| *b.name == **d.bus.get_ref());
     if bus.is_none() {
         let known: Vec<&str> = buses.iter().map(|b| &*b.name).collect();
         cx.err(
-            span.clone(),
+            d.bus.span(),
             format!("{p}.bus"),
             format!(
                 "no bus is named \"{}\" (buses: {})",
-                d.bus,
+                d.bus.get_ref(),
                 known.join(", ")
             ),
         );
     }
     let is_tcp = bus.is_some_and(|b| matches!(buses[b].link, Link::Tcp { .. }));
     let units = if is_tcp { 0..=255 } else { 1..=247 };
-    if !units.contains(&d.unit) {
+    let unit = *d.unit.get_ref();
+    if !units.contains(&unit) {
         cx.err(
-            span,
+            d.unit.span(),
             format!("{p}.unit"),
             format!(
-                "{}: expected {}..={} on {} bus",
-                d.unit,
+                "{unit}: expected {}..={} on {} bus",
                 units.start(),
                 units.end(),
                 if is_tcp { "a TCP" } else { "an RTU" }
@@ -128,7 +128,7 @@ fn points(
 ) -> Vec<Point> {
     let mut sources: Vec<(String, &Spanned<PointFile>)> = Vec::new();
     if let Some(prof) = &d.profile {
-        match profiles.get(prof.as_str()) {
+        match profiles.get(prof.get_ref().as_str()) {
             Some(&pi) => sources.extend(
                 file.profile[pi]
                     .get_ref()
@@ -138,9 +138,9 @@ fn points(
                     .map(|(j, pt)| (format!("profile[{pi}].point[{j}]"), pt)),
             ),
             None => cx.err(
-                span.clone(),
+                prof.span(),
                 format!("{p}.profile"),
-                format!("no profile is named \"{prof}\""),
+                format!("no profile is named \"{}\"", prof.get_ref()),
             ),
         }
     }
@@ -157,12 +157,12 @@ fn points(
             "has no points: add [[device.point]] entries or a profile",
         );
     }
-    let mut points: Vec<(Point, String, Range<usize>)> = Vec::new();
+    let mut points: Vec<Placed> = Vec::new();
     for (path, pt) in sources {
         expand_point(cx, &path, pt, &mut points);
     }
     check_point_set(cx, &points);
-    points.into_iter().map(|(pt, _, _)| pt).collect()
+    points.into_iter().map(|p| p.point).collect()
 }
 
 #[cfg(test)]
@@ -227,7 +227,7 @@ mod tests {
         let text = with(&device("gas 1", "line-1", 1, POINT));
         assert_eq!(
             refused(&text),
-            ["1: device[0].name: \"gas 1\" may only use letters, digits, '-', '_' and '.'"]
+            ["2: device[0].name: \"gas 1\" may only use letters, digits, '-', '_' and '.'"]
         );
     }
 
@@ -240,7 +240,7 @@ mod tests {
         ));
         assert_eq!(
             refused(&text),
-            ["10: device[1].name: \"gas-1\" is used by another device"]
+            ["11: device[1].name: \"gas-1\" is used by another device"]
         );
     }
 
@@ -249,7 +249,7 @@ mod tests {
         let text = with(&device("gas-1", "line-2", 1, POINT));
         assert_eq!(
             refused(&text),
-            ["1: device[0].bus: no bus is named \"line-2\" (buses: line-1, lan)"]
+            ["3: device[0].bus: no bus is named \"line-2\" (buses: line-1, lan)"]
         );
     }
 
@@ -260,7 +260,7 @@ mod tests {
             assert_eq!(
                 refused(&text),
                 [format!(
-                    "1: device[0].unit: {unit}: expected 1..=247 on an RTU bus"
+                    "4: device[0].unit: {unit}: expected 1..=247 on an RTU bus"
                 )]
             );
         }
@@ -271,7 +271,7 @@ mod tests {
         let text = with(&device("fire", "lan", 256, POINT));
         assert_eq!(
             refused(&text),
-            ["1: device[0].unit: 256: expected 0..=255 on a TCP bus"]
+            ["4: device[0].unit: 256: expected 0..=255 on a TCP bus"]
         );
     }
 
@@ -285,7 +285,7 @@ mod tests {
         ));
         assert_eq!(
             refused(&text),
-            ["1: device[0].poll_ms: 49: expected 50..=3600000"]
+            ["5: device[0].poll_ms: 49: expected 50..=3600000"]
         );
     }
 
@@ -299,7 +299,7 @@ mod tests {
         ));
         assert_eq!(
             refused(&text),
-            ["1: device[0].profile: no profile is named \"gd8\""]
+            ["5: device[0].profile: no profile is named \"gd8\""]
         );
     }
 
@@ -323,8 +323,8 @@ mod tests {
         assert_eq!(
             refused(&text),
             [
-                "13: profile[1].name: \"gd16\" is used by another profile",
-                "20: profile[2].name: \"gd 16\" may only use letters, digits, '-', '_' and '.'",
+                "14: profile[1].name: \"gd16\" is used by another profile",
+                "21: profile[2].name: \"gd 16\" may only use letters, digits, '-', '_' and '.'",
             ]
         );
     }

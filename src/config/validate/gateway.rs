@@ -12,14 +12,17 @@ use crate::config::Gateway;
 
 pub(super) fn validate_gateway(cx: &mut Ctx, gateway: &Spanned<GatewayFile>) -> Gateway {
     let gw = gateway.get_ref();
-    let span = gateway.span();
-    check_name(cx, span.clone(), "gateway.id", &gw.id);
-    if gw.data_dir.as_os_str().is_empty() {
-        cx.err(span, "gateway.data_dir", "must name a directory");
+    check_name(cx, gw.id.span(), "gateway.id", gw.id.get_ref());
+    if gw.data_dir.get_ref().as_os_str().is_empty() {
+        cx.err(
+            gw.data_dir.span(),
+            "gateway.data_dir",
+            "must name a directory",
+        );
     }
     Gateway {
-        id: Arc::from(gw.id.as_str()),
-        data_dir: gw.data_dir.clone(),
+        id: Arc::from(gw.id.get_ref().as_str()),
+        data_dir: gw.data_dir.get_ref().clone(),
     }
 }
 
@@ -41,7 +44,7 @@ mod tests {
     #[test]
     fn the_id_must_not_be_empty() {
         let text = with(&GATEWAY.replace("\"gw-1\"", "\"\""));
-        assert_eq!(refused(&text), ["1: gateway.id: must not be empty"]);
+        assert_eq!(refused(&text), ["2: gateway.id: must not be empty"]);
     }
 
     #[test]
@@ -49,7 +52,7 @@ mod tests {
         let text = with(&GATEWAY.replace("gw-1", "gw/1"));
         assert_eq!(
             refused(&text),
-            ["1: gateway.id: \"gw/1\" may only use letters, digits, '-', '_' and '.'"]
+            ["2: gateway.id: \"gw/1\" may only use letters, digits, '-', '_' and '.'"]
         );
     }
 
@@ -58,7 +61,7 @@ mod tests {
         let text = with(&GATEWAY.replace("/var/lib/plantgate", ""));
         assert_eq!(
             refused(&text),
-            ["1: gateway.data_dir: must name a directory"]
+            ["3: gateway.data_dir: must name a directory"]
         );
     }
 }

@@ -105,10 +105,10 @@ mod tests {
         assert_eq!(
             refused(&text),
             [
-                "1: gateway.id: \"gw 1\" may only use letters, digits, '-', '_' and '.'",
-                "4: bus[0].rtu.baud: 1 is not a usable baud rate (300..=921600)",
-                "7: device[0].unit: 0: expected 1..=247 on an RTU bus",
-                "16: spool.sync_ms: 2000: expected 0..=1000 (records polled within this window can be lost on power failure)",
+                "2: gateway.id: \"gw 1\" may only use letters, digits, '-', '_' and '.'",
+                "6: bus[0].rtu.baud: 1 is not a usable baud rate (300..=921600)",
+                "10: device[0].unit: 0: expected 1..=247 on an RTU bus",
+                "17: spool.sync_ms: 2000: expected 0..=1000 (records polled within this window can be lost on power failure)",
             ]
         );
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::config::ctx::Ctx;
+use crate::config::ctx::{value_or, Ctx};
 use crate::config::file::SpoolFile;
 use crate::config::SpoolSettings;
 
@@ -16,22 +16,22 @@ pub(super) fn validate_spool(cx: &mut Ctx, spool: Option<&Spanned<SpoolFile>>) -
         Some(s) => (s.span(), s.get_ref()),
         None => (0..0, &SpoolFile::default()),
     };
-    let sync_ms = s.sync_ms.unwrap_or(100);
+    let (sync_ms, at) = value_or(s.sync_ms.as_ref(), 100, span.clone());
     if sync_ms > 1000 {
-        cx.err(span.clone(), "spool.sync_ms", format!("{sync_ms}: expected 0..=1000 (records polled within this window can be lost on power failure)"));
+        cx.err(at, "spool.sync_ms", format!("{sync_ms}: expected 0..=1000 (records polled within this window can be lost on power failure)"));
     }
-    let max_bytes = s.max_bytes.unwrap_or(512 << 20);
+    let (max_bytes, at) = value_or(s.max_bytes.as_ref(), 512 << 20, span.clone());
     if max_bytes < (1 << 20) {
         cx.err(
-            span.clone(),
+            at,
             "spool.max_bytes",
             format!("{max_bytes}: expected at least 1048576 (1 MiB)"),
         );
     }
-    let cache_bytes = s.cache_bytes.unwrap_or(16 << 20);
+    let (cache_bytes, at) = value_or(s.cache_bytes.as_ref(), 16 << 20, span);
     if !((1 << 20)..=(1 << 30)).contains(&cache_bytes) {
         cx.err(
-            span,
+            at,
             "spool.cache_bytes",
             format!("{cache_bytes}: expected 1 MiB..=1 GiB"),
         );
@@ -71,7 +71,7 @@ mod tests {
     fn sync_within_a_second() {
         assert_eq!(
             refused(&with("sync_ms = 1001\n")),
-            ["1: spool.sync_ms: 1001: expected 0..=1000 (records polled within this window can be lost on power failure)"]
+            ["2: spool.sync_ms: 1001: expected 0..=1000 (records polled within this window can be lost on power failure)"]
         );
     }
 
@@ -79,7 +79,7 @@ mod tests {
     fn at_least_a_mebibyte_of_disk() {
         assert_eq!(
             refused(&with("max_bytes = 1048575\n")),
-            ["1: spool.max_bytes: 1048575: expected at least 1048576 (1 MiB)"]
+            ["2: spool.max_bytes: 1048575: expected at least 1048576 (1 MiB)"]
         );
     }
 
@@ -89,7 +89,7 @@ mod tests {
             assert_eq!(
                 refused(&with(&format!("cache_bytes = {bytes}\n"))),
                 [format!(
-                    "1: spool.cache_bytes: {bytes}: expected 1 MiB..=1 GiB"
+                    "2: spool.cache_bytes: {bytes}: expected 1 MiB..=1 GiB"
                 )]
             );
         }

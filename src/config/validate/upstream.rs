@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::config::ctx::{split_host_port, Ctx};
+use crate::config::ctx::{split_host_port, value_or, Ctx};
 use crate::config::file::UpstreamFile;
 use crate::config::{BrokerAddr, Upstream};
 use crate::record::wire::Format;
@@ -22,37 +22,35 @@ pub(super) fn validate_upstream(
     let up = upstream?;
     let span = up.span();
     let u = up.get_ref();
-    let brokers = brokers(cx, span.clone(), &u.brokers);
+    let brokers = brokers(cx, &u.brokers);
     for (key, p) in [
         ("ca_file", &u.ca_file),
         ("cert_file", &u.cert_file),
         ("key_file", &u.key_file),
     ] {
-        if p.as_os_str().is_empty() {
-            cx.err(
-                span.clone(),
-                format!("upstream.{key}"),
-                "must name a PEM file",
-            );
+        if p.get_ref().as_os_str().is_empty() {
+            cx.err(p.span(), format!("upstream.{key}"), "must name a PEM file");
         }
     }
-    let topic_prefix = u
-        .topic_prefix
-        .clone()
-        .unwrap_or_else(|| format!("plantgate/{gw}"));
+    let (topic_prefix, at) = value_or(
+        u.topic_prefix.as_ref(),
+        format!("plantgate/{gw}"),
+        span.clone(),
+    );
     if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
         cx.err(
-            span.clone(),
+            at,
             "upstream.topic_prefix",
             format!("\"{topic_prefix}\" must be a topic without wildcards or a trailing '/'"),
         );
     }
-    let format = match u.format.as_deref().unwrap_or("cbor") {
+    let (format, at) = value_or(u.format.as_ref(), "cbor".to_string(), span.clone());
+    let format = match format.as_str() {
         "cbor" => Format::Cbor,
         "json" => Format::Json,
         other => {
             cx.err(
-                span.clone(),
+                at,
                 "upstream.format",
                 format!("\"{other}\": expected \"cbor\" or \"json\""),
             );
@@ -62,9 +60,9 @@ pub(super) fn validate_upstream(
     let (keep_alive, batch_max, inflight) = session(cx, span, u);
     Some(Upstream {
         brokers,
-        ca_file: u.ca_file.clone(),
-        cert_file: u.cert_file.clone(),
-        key_file: u.key_file.clone(),
+        ca_file: u.ca_file.get_ref().clone(),
+        cert_file: u.cert_file.get_ref().clone(),
+        key_file: u.key_file.get_ref().clone(),
         topic_prefix,
         client_id: u.client_id.clone().unwrap_or_else(|| gw.to_string()),
         keep_alive,
@@ -75,22 +73,25 @@ pub(super) fn validate_upstream(
 }
 
 /// At least one broker, each `host:port`.
-fn brokers(cx: &mut Ctx, span: Range<usize>, brokers: &[String]) -> Vec<BrokerAddr> {
-    if brokers.is_empty() {
+fn brokers(cx: &mut Ctx, brokers: &Spanned<Vec<Spanned<String>>>) -> Vec<BrokerAddr> {
+    if brokers.get_ref().is_empty() {
         cx.err(
-            span.clone(),
+            brokers.span(),
             "upstream.brokers",
             "needs at least one \"host:port\"",
         );
     }
     let mut out = Vec::new();
-    for (i, b) in brokers.iter().enumerate() {
-        match split_host_port(b) {
+    for (i, b) in brokers.get_ref().iter().enumerate() {
+        match split_host_port(b.get_ref()) {
             Some((host, port)) => out.push(BrokerAddr { host, port }),
             None => cx.err(
-                span.clone(),
+                b.span(),
                 format!("upstream.brokers[{i}]"),
-                format!("\"{b}\" is not host:port such as platform.example.com:8883"),
+                format!(
+                    "\"{}\" is not host:port such as platform.example.com:8883",
+                    b.get_ref()
+                ),
             ),
         }
     }
@@ -99,28 +100,28 @@ fn brokers(cx: &mut Ctx, span: Range<usize>, brokers: &[String]) -> Vec<BrokerAd
 
 /// Keep-alive, readings per message and messages in flight.
 fn session(cx: &mut Ctx, span: Range<usize>, u: &UpstreamFile) -> (Duration, usize, u16) {
-    let keep_alive_s = u.keep_alive_s.unwrap_or(30);
+    let (keep_alive_s, at) = value_or(u.keep_alive_s.as_ref(), 30, span.clone());
     if !(5..=600).contains(&keep_alive_s) {
         cx.err(
-            span.clone(),
+            at,
             "upstream.keep_alive_s",
             format!(
                 "{keep_alive_s}: expected 5..=600 (a dead link is noticed after about twice this)"
             ),
         );
     }
-    let batch_max = u.batch_max.unwrap_or(500);
+    let (batch_max, at) = value_or(u.batch_max.as_ref(), 500, span.clone());
     if !(1..=5000).contains(&batch_max) {
         cx.err(
-            span.clone(),
+            at,
             "upstream.batch_max",
             format!("{batch_max}: expected 1..=5000 readings per message"),
         );
     }
-    let inflight = u.inflight.unwrap_or(32);
+    let (inflight, at) = value_or(u.inflight.as_ref(), 32, span);
     if !(1..=1000).contains(&inflight) {
         cx.err(
-            span,
+            at,
             "upstream.inflight",
             format!("{inflight}: expected 1..=1000"),
         );
@@ -208,7 +209,7 @@ mod tests {
         let text = with("").replace("[\"platform.example.com:8883\"]", "[]");
         assert_eq!(
             refused(&text),
-            ["1: upstream.brokers: needs at least one \"host:port\""]
+            ["2: upstream.brokers: needs at least one \"host:port\""]
         );
     }
 
@@ -220,13 +221,13 @@ mod tests {
         );
         assert_eq!(
             refused(&text),
-            ["1: upstream.brokers[1]: \"b.example\" is not host:port such as platform.example.com:8883"]
+            ["2: upstream.brokers[1]: \"b.example\" is not host:port such as platform.example.com:8883"]
         );
     }
 
     #[test]
     fn tls_files_are_named() {
-        for key in ["ca_file", "cert_file", "key_file"] {
+        for (line, key) in [(3, "ca_file"), (4, "cert_file"), (5, "key_file")] {
             let text: String = with("")
                 .lines()
                 .map(|l| match l.starts_with(&format!("{key} =")) {
@@ -236,7 +237,7 @@ mod tests {
                 .collect();
             assert_eq!(
                 refused(&text),
-                [format!("1: upstream.{key}: must name a PEM file")]
+                [format!("{line}: upstream.{key}: must name a PEM file")]
             );
         }
     }
@@ -247,7 +248,7 @@ mod tests {
             let text = with(&format!("topic_prefix = \"{prefix}\"\n"));
             assert_eq!(
                 refused(&text),
-                [format!("1: upstream.topic_prefix: \"{prefix}\" must be a topic without wildcards or a trailing '/'")]
+                [format!("6: upstream.topic_prefix: \"{prefix}\" must be a topic without wildcards or a trailing '/'")]
             );
         }
     }
@@ -258,7 +259,7 @@ mod tests {
             let text = with(&format!("keep_alive_s = {s}\n"));
             assert_eq!(
                 refused(&text),
-                [format!("1: upstream.keep_alive_s: {s}: expected 5..=600 (a dead link is noticed after about twice this)")]
+                [format!("6: upstream.keep_alive_s: {s}: expected 5..=600 (a dead link is noticed after about twice this)")]
             );
         }
     }
@@ -268,7 +269,7 @@ mod tests {
         let text = with("format = \"xml\"\n");
         assert_eq!(
             refused(&text),
-            ["1: upstream.format: \"xml\": expected \"cbor\" or \"json\""]
+            ["6: upstream.format: \"xml\": expected \"cbor\" or \"json\""]
         );
     }
 
@@ -279,7 +280,7 @@ mod tests {
             assert_eq!(
                 refused(&text),
                 [format!(
-                    "1: upstream.batch_max: {n}: expected 1..=5000 readings per message"
+                    "6: upstream.batch_max: {n}: expected 1..=5000 readings per message"
                 )]
             );
         }
@@ -291,7 +292,7 @@ mod tests {
             let text = with(&format!("inflight = {n}\n"));
             assert_eq!(
                 refused(&text),
-                [format!("1: upstream.inflight: {n}: expected 1..=1000")]
+                [format!("6: upstream.inflight: {n}: expected 1..=1000")]
             );
         }
     }

@@ -12,7 +12,8 @@ use crate::config::{LocalBroker, Web};
 
 pub(super) fn validate_web(cx: &mut Ctx, web: Option<&Spanned<WebFile>>) -> Option<Web> {
     let w = web?;
-    parse_socket(cx, w.span(), "web.listen", &w.get_ref().listen).map(|listen| Web { listen })
+    let listen = &w.get_ref().listen;
+    parse_socket(cx, listen.span(), "web.listen", listen.get_ref()).map(|listen| Web { listen })
 }
 
 pub(super) fn validate_local_broker(
@@ -22,7 +23,13 @@ pub(super) fn validate_local_broker(
 ) -> Option<LocalBroker> {
     let b = broker?;
     let lb = b.get_ref();
-    parse_socket(cx, b.span(), "local_broker.listen", &lb.listen).map(|listen| LocalBroker {
+    parse_socket(
+        cx,
+        lb.listen.span(),
+        "local_broker.listen",
+        lb.listen.get_ref(),
+    )
+    .map(|listen| LocalBroker {
         listen,
         topic_prefix: lb
             .topic_prefix
@@ -64,7 +71,7 @@ mod tests {
     fn the_status_page_listens_on_an_ip_and_port() {
         assert_eq!(
             refused(&with("[web]\nlisten = \"localhost:8080\"\n")),
-            ["1: web.listen: \"localhost:8080\" is not an IP:port such as 127.0.0.1:8080"]
+            ["2: web.listen: \"localhost:8080\" is not an IP:port such as 127.0.0.1:8080"]
         );
     }
 
@@ -72,7 +79,7 @@ mod tests {
     fn the_local_broker_listens_on_an_ip_and_port() {
         assert_eq!(
             refused(&with("[local_broker]\nlisten = \"1883\"\n")),
-            ["1: local_broker.listen: \"1883\" is not an IP:port such as 127.0.0.1:8080"]
+            ["2: local_broker.listen: \"1883\" is not an IP:port such as 127.0.0.1:8080"]
         );
     }
 }
