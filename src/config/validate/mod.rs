@@ -45,7 +45,7 @@ pub fn validate(file: &File, text: &str, source: Source) -> Result<Config, Vec<P
 
 /// Small valid sections for the rule tests, and a way to see a file's problems at a glance.
 #[cfg(test)]
-mod fixture {
+pub(super) mod fixture {
     use std::path::PathBuf;
 
     use super::*;
