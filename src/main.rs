@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use plantgate::app::check::Verdict;
 use plantgate::config::{Config, ConfigError};
 
 /// sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus stops a restart loop on it.
@@ -107,38 +108,13 @@ fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
 }
 
 fn check_config(path: &std::path::Path, strict: bool) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(c) => c,
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match plantgate::app::check::check_config(path, strict, &mut out, &mut err) {
+        Ok(Verdict::Usable) => ExitCode::SUCCESS,
+        Ok(Verdict::Refused) => ExitCode::from(EXIT_CONFIG),
         Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    print!("{}", plantgate::config::summary(&config));
-    if let Some(up) = &config.upstream {
-        let files = [
-            ("ca_file", &up.ca_file),
-            ("cert_file", &up.cert_file),
-            ("key_file", &up.key_file),
-        ];
-        let missing: Vec<_> = files.iter().filter(|(_, p)| !p.exists()).collect();
-        if missing.is_empty() {
-            if let Err(e) =
-                plantgate::uplink::tls::client_config(&up.ca_file, &up.cert_file, &up.key_file)
-            {
-                eprintln!("{}: upstream: {e}", path.display());
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            println!("  TLS: CA, certificate and key load and match");
-        } else {
-            for (key, p) in &missing {
-                eprintln!("{}: upstream.{key}: {} does not exist (yet); `plantgate run` will not start without it", path.display(), p.display());
-            }
-            if strict {
-                return ExitCode::from(EXIT_CONFIG);
-            }
+            eprintln!("error: cannot write the report: {e}");
+            ExitCode::FAILURE
         }
     }
-    println!("OK");
-    ExitCode::SUCCESS
 }

@@ -7,6 +7,7 @@
 //! itself. (The embedded brokers run on threads of their own, and the status page's server
 //! spawns its connection tasks: see `broker` and `web`.)
 
+pub mod check;
 pub mod demo;
 pub mod pki;
 pub mod watchdog;

@@ -2,10 +2,14 @@
 //!
 //! Owns key names and defaults that need no judgement. Must never validate meaning: enum-like
 //! keys stay strings here so [`super::validate`] can report every bad one at once, with its line.
+//! Every key validation can refuse is [`Spanned`], so a problem names the key's own line, not its
+//! table's header; a default has the empty span `0..0` (defaults are valid, never reported).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -28,33 +32,33 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayFile {
-    pub id: String,
-    pub data_dir: PathBuf,
+    pub id: Spanned<String>,
+    pub data_dir: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusFile {
-    pub name: String,
+    pub name: Spanned<String>,
     pub rtu: Option<RtuFile>,
     pub tcp: Option<TcpFile>,
-    pub timeout_ms: Option<u64>,
-    pub turnaround_ms: Option<u64>,
-    pub max_gap: Option<u16>,
+    pub timeout_ms: Option<Spanned<u64>>,
+    pub turnaround_ms: Option<Spanned<u64>>,
+    pub max_gap: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RtuFile {
-    pub port: String,
+    pub port: Spanned<String>,
     #[serde(default = "default_baud")]
-    pub baud: u32,
+    pub baud: Spanned<u32>,
     #[serde(default = "default_parity")]
-    pub parity: String,
+    pub parity: Spanned<String>,
     #[serde(default = "default_data_bits")]
-    pub data_bits: u8,
+    pub data_bits: Spanned<u8>,
     #[serde(default = "default_stop_bits")]
-    pub stop_bits: u8,
+    pub stop_bits: Spanned<u8>,
     /// Kernel RS-485 mode, for adapters that need RTS to switch direction.
     pub rs485: Option<Rs485File>,
 }
@@ -74,29 +78,33 @@ fn default_true() -> bool {
     true
 }
 
-fn default_baud() -> u32 {
-    9600
+/// A default value: no key, so no span.
+fn default<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
 }
-fn default_parity() -> String {
-    "none".into()
+fn default_baud() -> Spanned<u32> {
+    default(9600)
 }
-fn default_data_bits() -> u8 {
-    8
+fn default_parity() -> Spanned<String> {
+    default("none".into())
 }
-fn default_stop_bits() -> u8 {
-    1
+fn default_data_bits() -> Spanned<u8> {
+    default(8)
+}
+fn default_stop_bits() -> Spanned<u8> {
+    default(1)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpFile {
-    pub address: String,
+    pub address: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileFile {
-    pub name: String,
+    pub name: Spanned<String>,
     #[serde(default)]
     pub point: Vec<Spanned<PointFile>>,
 }
@@ -104,11 +112,11 @@ pub struct ProfileFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceFile {
-    pub name: String,
-    pub bus: String,
-    pub unit: i64,
-    pub poll_ms: Option<u64>,
-    pub profile: Option<String>,
+    pub name: Spanned<String>,
+    pub bus: Spanned<String>,
+    pub unit: Spanned<i64>,
+    pub poll_ms: Option<Spanned<u64>>,
+    pub profile: Option<Spanned<String>>,
     #[serde(default)]
     pub point: Vec<Spanned<PointFile>>,
 }
@@ -116,61 +124,154 @@ pub struct DeviceFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PointFile {
-    pub name: String,
-    pub table: String,
-    pub address: i64,
+    pub name: Spanned<String>,
+    pub table: Spanned<String>,
+    pub address: Spanned<i64>,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub word_order: Option<String>,
-    pub scale: Option<f64>,
-    pub offset: Option<f64>,
+    pub kind: Spanned<String>,
+    pub word_order: Option<Spanned<String>>,
+    pub scale: Option<Spanned<f64>>,
+    pub offset: Option<Spanned<f64>>,
     pub unit: Option<String>,
-    pub alarm: Option<AlarmFile>,
+    pub alarm: Option<Spanned<AlarmFile>>,
     /// Expand this entry into `repeat` points (channels); `{n}` in the name is the channel number.
-    pub repeat: Option<i64>,
+    pub repeat: Option<Spanned<i64>>,
     /// Registers (or bits) between two repeated points; defaults to the point's width.
-    pub stride: Option<i64>,
+    pub stride: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// `alarm = true` (or `false`), or status codes mapped to level names. Its own deserializer,
+/// so a wrong value is explained in the file's terms rather than serde's (an untagged enum
+/// would say only "data did not match any variant of untagged enum AlarmFile").
+#[derive(Debug, Clone)]
 pub enum AlarmFile {
     Bool(bool),
     Codes(BTreeMap<String, String>),
 }
 
+impl<'de> Deserialize<'de> for AlarmFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Alarm;
+        impl<'de> Visitor<'de> for Alarm {
+            type Value = AlarmFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(ALARM_EXPECTED)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AlarmFile, E> {
+                Ok(AlarmFile::Bool(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<AlarmFile, A::Error> {
+                let mut codes = BTreeMap::new();
+                while let Some((code, level)) = m.next_entry::<String, LevelName>()? {
+                    codes.insert(code, level.0);
+                }
+                Ok(AlarmFile::Codes(codes))
+            }
+        }
+        d.deserialize_any(Alarm)
+    }
+}
+
+const ALARM_EXPECTED: &str = "true (for a bool point) or status codes mapped to levels, e.g. alarm = { 0 = \"normal\", 1 = \"low\", 2 = \"high\" }";
+
+/// A level's name in an alarm map; which names exist is validation's business.
+struct LevelName(String);
+
+impl<'de> Deserialize<'de> for LevelName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = LevelName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a level: \"normal\", \"low\", \"high\" or \"fault\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LevelName, E> {
+                Ok(LevelName(v.to_string()))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolFile {
-    pub sync_ms: Option<u64>,
-    pub max_bytes: Option<u64>,
-    pub cache_bytes: Option<u64>,
+    pub sync_ms: Option<Spanned<u64>>,
+    pub max_bytes: Option<Spanned<u64>>,
+    pub cache_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    pub brokers: Vec<String>,
-    pub ca_file: PathBuf,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    pub topic_prefix: Option<String>,
+    pub brokers: Spanned<Vec<Spanned<String>>>,
+    pub ca_file: Spanned<PathBuf>,
+    pub cert_file: Spanned<PathBuf>,
+    pub key_file: Spanned<PathBuf>,
+    pub topic_prefix: Option<Spanned<String>>,
     pub client_id: Option<String>,
-    pub keep_alive_s: Option<u64>,
-    pub format: Option<String>,
-    pub batch_max: Option<u64>,
-    pub inflight: Option<u64>,
+    pub keep_alive_s: Option<Spanned<u64>>,
+    pub format: Option<Spanned<String>>,
+    pub batch_max: Option<Spanned<u64>>,
+    pub inflight: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebFile {
-    pub listen: String,
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalBrokerFile {
-    pub listen: String,
+    pub listen: Spanned<String>,
     pub topic_prefix: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct One {
+        alarm: AlarmFile,
+    }
+
+    fn alarm(toml: &str) -> Result<AlarmFile, String> {
+        toml::from_str::<One>(toml)
+            .map(|o| o.alarm)
+            .map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn an_alarm_is_a_bool_or_a_map_of_codes_inline_or_as_a_table() {
+        assert!(matches!(alarm("alarm = true"), Ok(AlarmFile::Bool(true))));
+        assert!(matches!(alarm("alarm = false"), Ok(AlarmFile::Bool(false))));
+        let codes = BTreeMap::from([
+            ("0".to_string(), "normal".to_string()),
+            ("2".into(), "high".into()),
+        ]);
+        for text in [
+            "alarm = { 0 = \"normal\", 2 = \"high\" }",
+            "[alarm]\n0 = \"normal\"\n2 = \"high\"\n",
+        ] {
+            match alarm(text) {
+                Ok(AlarmFile::Codes(m)) => assert_eq!(m, codes),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_alarm_value_is_explained_without_serde_internals() {
+        assert_eq!(
+            alarm("alarm = \"high\"").unwrap_err(),
+            format!("invalid type: string \"high\", expected {ALARM_EXPECTED}")
+        );
+        assert_eq!(
+            alarm("alarm = { 1 = 2 }").unwrap_err(),
+            "invalid type: integer `2`, expected a level: \"normal\", \"low\", \"high\" or \"fault\""
+        );
+    }
 }

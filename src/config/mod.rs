@@ -4,6 +4,7 @@
 //! ([`validate`]) and the model below. Must never bind a port, open a device or touch the spool:
 //! `plantgate check-config` runs exactly this and nothing else.
 
+mod ctx;
 pub mod file;
 mod points;
 mod validate;
@@ -70,8 +71,19 @@ pub struct Rtu {
     pub parity: Parity,
     pub data_bits: u8,
     pub stop_bits: u8,
-    /// Kernel RS-485 mode: (RTS on send, delay before send ms, delay after send ms).
-    pub rs485: Option<(bool, u32, u32)>,
+    /// Kernel RS-485 mode, for adapters that need the driver to switch direction.
+    pub rs485: Option<Rs485>,
+}
+
+/// Kernel RS-485 mode of a serial port: the UART drives RTS as the transceiver's direction line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rs485 {
+    /// RTS is active while sending (`false`: while receiving).
+    pub rts_on_send: bool,
+    /// Wait after raising RTS before the first bit.
+    pub delay_before_send_ms: u32,
+    /// Wait after the last bit before dropping RTS.
+    pub delay_after_send_ms: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,91 +334,4 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The one-screen summary `plantgate check-config` prints.
-pub fn summary(c: &Config) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{} (sha256 {})",
-        c.source.path.display(),
-        &c.source.sha256[..16]
-    );
-    let _ = writeln!(
-        s,
-        "  gateway {}   data in {}",
-        c.gateway.id,
-        c.gateway.data_dir.display()
-    );
-    for (b, bus) in c.buses.iter().enumerate() {
-        let link = match &bus.link {
-            Link::Rtu(r) => format!(
-                "RTU {} {} {}{}{}",
-                r.port,
-                r.baud,
-                r.data_bits,
-                match r.parity {
-                    Parity::None => 'N',
-                    Parity::Even => 'E',
-                    Parity::Odd => 'O',
-                },
-                r.stop_bits
-            ),
-            Link::Tcp { address } => format!("TCP {address}"),
-        };
-        let _ = writeln!(
-            s,
-            "  bus {}: {link}, timeout {} ms",
-            bus.name,
-            bus.timeout.as_millis()
-        );
-        for d in c.devices.iter().filter(|d| d.bus == b) {
-            let alarms = d.points.iter().filter(|p| p.alarm.is_some()).count();
-            let reads = crate::poll::plan::plan(&d.points, bus.max_gap).len();
-            let _ = writeln!(
-                s,
-                "    device {} unit {}: {} points ({alarms} alarm points) in {reads} read{} every {} ms",
-                d.name,
-                d.unit,
-                d.points.len(),
-                if reads == 1 { "" } else { "s" },
-                d.poll.as_millis()
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "  spool: commit every {} ms, at most {} MiB",
-        c.spool.sync.as_millis(),
-        c.spool.max_bytes >> 20
-    );
-    match &c.upstream {
-        Some(u) => {
-            let brokers: Vec<String> = u.brokers.iter().map(|b| b.to_string()).collect();
-            let _ = writeln!(
-                s,
-                "  upstream: {} as {}, topics {}/#, {:?}",
-                brokers.join(", "),
-                u.client_id,
-                u.topic_prefix,
-                u.format
-            );
-        }
-        None => {
-            let _ = writeln!(s, "  upstream: none (records stay in the spool)");
-        }
-    }
-    if let Some(w) = &c.web {
-        let _ = writeln!(s, "  status page: http://{}", w.listen);
-    }
-    if let Some(b) = &c.local_broker {
-        let _ = writeln!(
-            s,
-            "  local broker: {} topics {}/#",
-            b.listen, b.topic_prefix
-        );
-    }
-    s
 }

@@ -4,6 +4,7 @@
 //! so every byte of every fixture below can be checked by hand.
 
 use crate::config::{Kind, Point, WordOrder};
+use crate::record::decimal::decimals;
 use crate::record::Value;
 
 /// Decodes a register point from exactly `point.width()` words.
@@ -48,15 +49,6 @@ fn scaled(point: &Point, raw: i64) -> Value {
         }
         None => Value::Float(v),
     }
-}
-
-/// How many decimals `x` has when written out, if at most 9 (0.1 → 1, 0.025 → 3, 2.0 → 0).
-pub fn decimals(x: f64) -> Option<u8> {
-    (0..=9u8).find(|&d| {
-        let p = 10f64.powi(i32::from(d));
-        let m = (x * p).round();
-        m.abs() < 1e15 && m / p == x
-    })
 }
 
 #[cfg(test)]

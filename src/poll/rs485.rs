@@ -9,6 +9,8 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
+use crate::config::Rs485;
+
 /// `struct serial_rs485` from linux/serial.h: flags, two delays in ms, five reserved words.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,12 @@ impl SerialRs485 {
             delay_rts_after_send: delay_after_ms,
             padding: [0; 5],
         }
+    }
+}
+
+impl From<Rs485> for SerialRs485 {
+    fn from(c: Rs485) -> Self {
+        SerialRs485::new(c.rts_on_send, c.delay_before_send_ms, c.delay_after_send_ms)
     }
 }
 
@@ -83,6 +91,19 @@ mod tests {
             (0b011, 1, 2)
         );
         assert_eq!(SerialRs485::new(false, 0, 0).flags, 0b101);
+    }
+
+    #[test]
+    fn the_configured_mode_maps_field_by_field() {
+        let s = SerialRs485::from(Rs485 {
+            rts_on_send: false,
+            delay_before_send_ms: 3,
+            delay_after_send_ms: 7,
+        });
+        assert_eq!(
+            (s.flags, s.delay_rts_before_send, s.delay_rts_after_send),
+            (0b101, 3, 7)
+        );
     }
 
     #[tokio::test]

@@ -242,11 +242,8 @@ fn open_rtu(r: &Rtu) -> io::Result<Context> {
         })
         .open_native_async()
         .map_err(io::Error::from)?;
-    if let Some((rts_on_send, before, after)) = r.rs485 {
-        super::rs485::enable(
-            &stream,
-            super::rs485::SerialRs485::new(rts_on_send, before, after),
-        )?;
+    if let Some(settings) = r.rs485 {
+        super::rs485::enable(&stream, super::rs485::SerialRs485::from(settings))?;
     }
     // Whatever sits in the input queue belongs to an earlier exchange.
     let _ = stream.clear(tokio_serial::ClearBuffer::Input);

@@ -83,7 +83,7 @@ fn put_value(e: &mut Enc, v: Option<Value>) {
 
 /// `f` as `mantissa × 10^exp` when that decodes back to exactly `f` (up to 6 decimals).
 fn as_decimal(f: f64) -> Option<(i8, i64)> {
-    let d = crate::poll::decode::decimals(f).filter(|&d| d <= 6)?;
+    let d = super::decimal::decimals(f).filter(|&d| d <= 6)?;
     let m = (f * 10f64.powi(i32::from(d))).round();
     (m.abs() < 2_147_483_648.0).then_some((-(d as i8), m as i64))
 }

@@ -9,6 +9,7 @@
 //! number forever. What a crash may lose is announced as a [`Gap`].
 
 pub mod codec;
+pub mod decimal;
 pub mod wire;
 
 use std::fmt;

@@ -1,0 +1,263 @@
+//! `plantgate check-config`: loads a configuration exactly as `run` would, prints a one-screen
+//! summary (with each device's read plan) and checks that the uplink's TLS files load.
+//!
+//! Owns the summary's wording and which problems refuse a file. Must never bind a port, open a
+//! serial device or touch the spool: systemd runs this in `ExecStartPre` beside a live gateway.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::config::{Config, Link, Parity};
+
+/// What `check-config` decided about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The gateway can start with it.
+    Usable,
+    /// It has problems; they were written to `err`.
+    Refused,
+}
+
+/// Checks the configuration at `path`: the summary and `OK` go to `out`, every problem to `err`.
+/// With `strict`, TLS files that do not exist (yet) refuse the file, as the service needs them.
+pub fn check_config(
+    path: &Path,
+    strict: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<Verdict> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(err, "{e}")?;
+            return Ok(Verdict::Refused);
+        }
+    };
+    write!(out, "{}", summary(&config))?;
+    if let Some(up) = &config.upstream {
+        let files = [
+            ("ca_file", &up.ca_file),
+            ("cert_file", &up.cert_file),
+            ("key_file", &up.key_file),
+        ];
+        let missing: Vec<_> = files.iter().filter(|(_, p)| !p.exists()).collect();
+        if missing.is_empty() {
+            if let Err(e) =
+                crate::uplink::tls::client_config(&up.ca_file, &up.cert_file, &up.key_file)
+            {
+                writeln!(err, "{}: upstream: {e}", path.display())?;
+                return Ok(Verdict::Refused);
+            }
+            writeln!(out, "  TLS: CA, certificate and key load and match")?;
+        } else {
+            for (key, p) in &missing {
+                writeln!(err, "{}: upstream.{key}: {} does not exist (yet); `plantgate run` will not start without it", path.display(), p.display())?;
+            }
+            if strict {
+                return Ok(Verdict::Refused);
+            }
+        }
+    }
+    writeln!(out, "OK")?;
+    Ok(Verdict::Usable)
+}
+
+/// The one-screen summary `plantgate check-config` prints.
+pub fn summary(c: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} (sha256 {})",
+        c.source.path.display(),
+        &c.source.sha256[..16]
+    );
+    let _ = writeln!(
+        s,
+        "  gateway {}   data in {}",
+        c.gateway.id,
+        c.gateway.data_dir.display()
+    );
+    for (b, bus) in c.buses.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  bus {}: {}, timeout {} ms",
+            bus.name,
+            link(&bus.link),
+            bus.timeout.as_millis()
+        );
+        for d in c.devices.iter().filter(|d| d.bus == b) {
+            let alarms = d.points.iter().filter(|p| p.alarm.is_some()).count();
+            let reads = crate::poll::plan::plan(&d.points, bus.max_gap).len();
+            let _ = writeln!(
+                s,
+                "    device {} unit {}: {} points ({alarms} alarm points) in {reads} read{} every {} ms",
+                d.name,
+                d.unit,
+                d.points.len(),
+                if reads == 1 { "" } else { "s" },
+                d.poll.as_millis()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  spool: commit every {} ms, at most {} MiB",
+        c.spool.sync.as_millis(),
+        c.spool.max_bytes >> 20
+    );
+    match &c.upstream {
+        Some(u) => {
+            let brokers: Vec<String> = u.brokers.iter().map(|b| b.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "  upstream: {} as {}, topics {}/#, {:?}",
+                brokers.join(", "),
+                u.client_id,
+                u.topic_prefix,
+                u.format
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  upstream: none (records stay in the spool)");
+        }
+    }
+    if let Some(w) = &c.web {
+        let _ = writeln!(s, "  status page: http://{}", w.listen);
+    }
+    if let Some(b) = &c.local_broker {
+        let _ = writeln!(
+            s,
+            "  local broker: {} topics {}/#",
+            b.listen, b.topic_prefix
+        );
+    }
+    s
+}
+
+/// `RTU /dev/ttyUSB0 9600 8N1` or `TCP 192.168.1.50:502`.
+fn link(link: &Link) -> String {
+    match link {
+        Link::Rtu(r) => format!(
+            "RTU {} {} {}{}{}",
+            r.port,
+            r.baud,
+            r.data_bits,
+            match r.parity {
+                Parity::None => 'N',
+                Parity::Even => 'E',
+                Parity::Odd => 'O',
+            },
+            r.stop_bits
+        ),
+        Link::Tcp { address } => format!("TCP {address}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GATEWAY: &str = "[gateway]\nid = \"gw-1\"\ndata_dir = \"/var/lib/plantgate\"\n\
+        [[bus]]\nname = \"line-1\"\nrtu = { port = \"/dev/ttyUSB0\", baud = 19200, parity = \"even\" }\n\
+        [[bus]]\nname = \"lan\"\ntcp = { address = \"10.0.0.5:502\" }\ntimeout_ms = 300\n\
+        [[device]]\nname = \"gas-1\"\nbus = \"line-1\"\nunit = 3\npoll_ms = 500\n\
+        [[device.point]]\nname = \"ch1\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\n\
+        [[device.point]]\nname = \"ch2\"\ntable = \"input\"\naddress = 1\ntype = \"u16\"\nalarm = { 0 = \"normal\", 1 = \"high\" }\n\
+        [[device.point]]\nname = \"door\"\ntable = \"discrete\"\naddress = 7\ntype = \"bool\"\nalarm = true\n\
+        [[device]]\nname = \"fire\"\nbus = \"lan\"\nunit = 0\n\
+        [[device.point]]\nname = \"zone\"\ntable = \"holding\"\naddress = 100\ntype = \"u16\"\n\
+        [web]\nlisten = \"127.0.0.1:8080\"\n";
+
+    fn upstream(dir: &Path) -> String {
+        format!(
+            "[upstream]\nbrokers = [\"platform.example.com:8883\", \"backup.example.com:8883\"]\n\
+             ca_file = \"{0}/ca.crt\"\ncert_file = \"{0}/gw.crt\"\nkey_file = \"{0}/gw.key\"\n",
+            dir.display()
+        )
+    }
+
+    fn run(path: &Path, strict: bool) -> (Verdict, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let v = check_config(path, strict, &mut out, &mut err).unwrap();
+        (
+            v,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn summary_names_every_bus_device_and_read_plan() {
+        let c = Config::from_str(GATEWAY, Path::new("/etc/plantgate.toml")).unwrap();
+        let s = summary(&c);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].starts_with("/etc/plantgate.toml (sha256 "), "{s}");
+        assert_eq!(
+            lines[1..],
+            [
+                "  gateway gw-1   data in /var/lib/plantgate",
+                "  bus line-1: RTU /dev/ttyUSB0 19200 8E1, timeout 1000 ms",
+                // input 0..=1 is one read, discrete 7 another
+                "    device gas-1 unit 3: 3 points (2 alarm points) in 2 reads every 500 ms",
+                "  bus lan: TCP 10.0.0.5:502, timeout 300 ms",
+                "    device fire unit 0: 1 points (0 alarm points) in 1 read every 1000 ms",
+                "  spool: commit every 100 ms, at most 512 MiB",
+                "  upstream: none (records stay in the spool)",
+                "  status page: http://127.0.0.1:8080",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_file_is_refused_with_its_problems_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, GATEWAY.replace("unit = 3", "unit = 0")).unwrap();
+        let (v, out, err) = run(&path, false);
+        assert_eq!(v, Verdict::Refused);
+        assert_eq!(out, "");
+        assert!(
+            err.contains("device[0].unit: 0: expected 1..=247 on an RTU bus"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_tls_files_warn_and_refuse_only_when_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, format!("{GATEWAY}{}", upstream(dir.path()))).unwrap();
+        let (v, out, err) = run(&path, false);
+        assert_eq!(v, Verdict::Usable);
+        assert!(out.contains("  upstream: platform.example.com:8883, backup.example.com:8883 as gw-1, topics plantgate/gw-1/#, Cbor\n"), "{out}");
+        assert!(out.ends_with("OK\n"), "{out}");
+        assert_eq!(err.matches("does not exist (yet)").count(), 3, "{err}");
+        assert!(err.contains("upstream.key_file"), "{err}");
+        let (v, out, _) = run(&path, true);
+        assert_eq!(v, Verdict::Refused);
+        assert!(!out.contains("OK"), "{out}");
+    }
+
+    #[test]
+    fn tls_files_that_load_and_match_pass_and_a_wrong_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::app::pki::Ca::new(dir.path(), "ca").unwrap();
+        let gw = ca.issue(dir.path(), "gw", &["gw-1"], false).unwrap();
+        let other = ca.issue(dir.path(), "other", &["other"], false).unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, format!("{GATEWAY}{}", upstream(dir.path()))).unwrap();
+        let (v, out, err) = run(&path, true);
+        assert_eq!((v, err.as_str()), (Verdict::Usable, ""));
+        assert!(
+            out.contains("  TLS: CA, certificate and key load and match\nOK\n"),
+            "{out}"
+        );
+
+        std::fs::copy(&other.key_file, &gw.key_file).unwrap();
+        let (v, out, err) = run(&path, false);
+        assert_eq!(v, Verdict::Refused);
+        assert!(!out.contains("OK"), "{out}");
+        assert!(err.contains(": upstream: "), "{err}");
+    }
+}

@@ -1,0 +1,340 @@
+//! One test per point rule: the line, path and message of what it refuses, and the accepted
+//! case. Tests only; the rules are in the parent module.
+
+use super::*;
+use crate::config::validate::fixture::*;
+
+/// A device (lines 1-4) with `points`, then the gateway and its bus.
+fn with(points: &str) -> String {
+    format!("[[device]]\nname = \"gas-1\"\nbus = \"line-1\"\nunit = 1\n{points}{GATEWAY}{BUS}")
+}
+
+/// A point entry: header on the first line, then name, table, address and type, then `more`.
+fn point(name: &str, table: &str, address: i64, kind: &str, more: &str) -> String {
+    format!(
+        "[[device.point]]\nname = \"{name}\"\ntable = \"{table}\"\naddress = {address}\n\
+         type = \"{kind}\"\n{more}"
+    )
+}
+
+/// One point at line 5; its keys on 6 (name), 7 (table), 8 (address), 9 (type), 10 (`more`).
+fn one(table: &str, kind: &str, more: &str) -> String {
+    with(&point("p", table, 0, kind, more))
+}
+
+#[test]
+fn accepted() {
+    let text = with(
+        &[
+            point(
+                "gas-{nn}",
+                "input",
+                100,
+                "u16",
+                "repeat = 12\nstride = 2\nscale = 0.1\noffset = -5\nunit = \"%LEL\"\n",
+            ),
+            point("level", "holding", 0, "f32", "word_order = \"little\"\n"),
+            point(
+                "state",
+                "holding",
+                2,
+                "i16",
+                "alarm = { 0 = \"normal\", 1 = \"low\", 2 = \"high\", -1 = \"fault\" }\n",
+            ),
+            point("door", "discrete", 0, "bool", "alarm = true\n"),
+            point("spare", "coil", 0, "bool", "alarm = false\n"),
+        ]
+        .concat(),
+    );
+    let points = check(&text).unwrap().devices.remove(0).points;
+    let names: Vec<&str> = points.iter().map(|p| &*p.name).collect();
+    assert_eq!(names.len(), 16);
+    assert_eq!(
+        (names[0], names[11], names[12], names[15]),
+        ("gas-01", "gas-12", "level", "spare")
+    );
+    let g12 = &points[11];
+    assert_eq!(
+        (
+            g12.table,
+            g12.address,
+            g12.kind,
+            g12.scale,
+            g12.offset,
+            g12.unit.as_deref()
+        ),
+        (Table::Input, 122, Kind::U16, 0.1, -5.0, Some("%LEL"))
+    );
+    assert_eq!(
+        (points[12].kind, points[12].word_order),
+        (Kind::F32, WordOrder::Little)
+    );
+    assert_eq!(
+        points[13].alarm,
+        Some(AlarmMap::Codes(BTreeMap::from([
+            (-1, AlarmLevel::Fault),
+            (0, AlarmLevel::Normal),
+            (1, AlarmLevel::Low),
+            (2, AlarmLevel::High),
+        ])))
+    );
+    assert_eq!(points[14].alarm, Some(AlarmMap::Bool));
+    assert_eq!(points[15].alarm, None);
+}
+
+#[test]
+fn the_table_is_known() {
+    assert_eq!(
+        refused(&one("holdings", "u16", "")),
+        ["7: device[0].point[0].table: \"holdings\": expected \"holding\", \"input\", \"coil\" or \"discrete\""]
+    );
+}
+
+#[test]
+fn the_type_is_known() {
+    assert_eq!(
+        refused(&one("input", "float", "")),
+        ["9: device[0].point[0].type: \"float\": expected bool, u16, i16, u32, i32 or f32"]
+    );
+}
+
+#[test]
+fn a_bit_is_a_bool() {
+    assert_eq!(
+        refused(&one("coil", "u16", "")),
+        ["9: device[0].point[0].type: a coil point holds one bit: its type must be \"bool\""]
+    );
+}
+
+#[test]
+fn thirty_two_bits_say_their_word_order() {
+    // the key is missing: the problem is placed at the entry, where it belongs
+    assert_eq!(
+        refused(&one("holding", "u32", "")),
+        ["5: device[0].point[0].word_order: type u32 spans two registers: say word_order = \"big\" (high word first) or \"little\""]
+    );
+}
+
+#[test]
+fn the_word_order_is_big_or_little() {
+    assert_eq!(
+        refused(&one("holding", "i32", "word_order = \"middle\"\n")),
+        ["10: device[0].point[0].word_order: \"middle\": expected \"big\" or \"little\""]
+    );
+}
+
+#[test]
+fn sixteen_bits_have_no_word_order() {
+    assert_eq!(
+        refused(&one("holding", "u16", "word_order = \"big\"\n")),
+        ["10: device[0].point[0].word_order: only 32-bit types (u32, i32, f32) have a word order"]
+    );
+}
+
+#[test]
+fn the_scale_is_finite_and_not_zero() {
+    for scale in ["0.0", "inf", "nan"] {
+        assert_eq!(
+            refused(&one("holding", "u16", &format!("scale = {scale}\n"))),
+            ["10: device[0].point[0].scale: must be a finite, non-zero number"]
+        );
+    }
+}
+
+#[test]
+fn the_offset_is_finite() {
+    assert_eq!(
+        refused(&one("holding", "u16", "offset = -inf\n")),
+        ["10: device[0].point[0].offset: must be a finite number"]
+    );
+}
+
+#[test]
+fn a_bool_has_no_scale_or_offset() {
+    for key in ["scale", "offset"] {
+        assert_eq!(
+            refused(&one("discrete", "bool", &format!("{key} = 2.0\n"))),
+            ["10: device[0].point[0].scale: a bool point has no scale or offset"]
+        );
+    }
+}
+
+#[test]
+fn alarm_true_is_for_bools() {
+    assert_eq!(
+        refused(&one("input", "u16", "alarm = true\n")),
+        ["10: device[0].point[0].alarm: alarm = true is for bool points; map status codes to levels instead, e.g. alarm = { 0 = \"normal\", 1 = \"low\", 2 = \"high\" }"]
+    );
+}
+
+#[test]
+fn an_f32_has_no_status_codes() {
+    assert_eq!(
+        refused(&one(
+            "input",
+            "f32",
+            "word_order = \"big\"\nalarm = { 0 = \"normal\" }\n"
+        )),
+        ["11: device[0].point[0].alarm: an f32 point cannot carry status codes"]
+    );
+}
+
+#[test]
+fn status_codes_are_integers() {
+    assert_eq!(
+        refused(&one(
+            "input",
+            "u16",
+            "alarm = { 0 = \"normal\", x = \"high\" }\n"
+        )),
+        ["10: device[0].point[0].alarm.x: status codes must be integers"]
+    );
+}
+
+#[test]
+fn levels_are_known() {
+    // `unknown` is a level the gateway reports, never one a code maps to
+    for level in ["critical", "unknown"] {
+        assert_eq!(
+            refused(&one("input", "u16", &format!("alarm = {{ 0 = \"normal\", 2 = \"{level}\" }}\n"))),
+            [format!("10: device[0].point[0].alarm.2: \"{level}\": expected \"normal\", \"low\", \"high\" or \"fault\"")]
+        );
+    }
+}
+
+#[test]
+fn an_alarm_map_maps_something() {
+    assert_eq!(
+        refused(&one("input", "u16", "alarm = {}\n")),
+        ["10: device[0].point[0].alarm: maps no status code to a level"]
+    );
+}
+
+#[test]
+fn repeat_is_in_range() {
+    for n in [0, 1001] {
+        let text = with(&point(
+            "ch{n}",
+            "input",
+            0,
+            "u16",
+            &format!("repeat = {n}\n"),
+        ));
+        assert_eq!(
+            refused(&text),
+            [format!(
+                "10: device[0].point[0].repeat: {n}: expected 1..=1000"
+            )]
+        );
+    }
+}
+
+#[test]
+fn the_stride_covers_the_point() {
+    let text = with(&point(
+        "ch{n}",
+        "input",
+        0,
+        "u32",
+        "word_order = \"big\"\nrepeat = 2\nstride = 1\n",
+    ));
+    assert_eq!(
+        refused(&text),
+        ["12: device[0].point[0].stride: 1 is less than the point's width (2)"]
+    );
+}
+
+#[test]
+fn repeated_names_have_a_channel_number() {
+    assert_eq!(
+        refused(&one("input", "u16", "repeat = 2\n")),
+        ["6: device[0].point[0].name: a repeated point's name needs {n} (1, 2, …) or {nn} (01, 02, …) so each channel has its own name"]
+    );
+}
+
+#[test]
+fn every_channel_is_inside_the_table() {
+    let single = with(&point("p", "holding", -1, "u16", ""));
+    assert_eq!(
+        refused(&single),
+        ["8: device[0].point[0].address: -1 is outside 0..=65535"]
+    );
+    // the second register of an f32 at 65535 would be 65536
+    let wide = with(&point(
+        "p",
+        "holding",
+        65535,
+        "f32",
+        "word_order = \"big\"\n",
+    ));
+    assert_eq!(
+        refused(&wide),
+        ["8: device[0].point[0].address: 65536 is outside 0..=65535"]
+    );
+    let channels = with(&point(
+        "ch{n}",
+        "input",
+        65530,
+        "u16",
+        "repeat = 8\nstride = 1\n",
+    ));
+    assert_eq!(
+        refused(&channels),
+        ["8: device[0].point[0].address: channel 7 at 65536 is outside 0..=65535"]
+    );
+}
+
+#[test]
+fn each_channels_name_is_plain() {
+    let text = with(&point("ch {n}", "input", 0, "u16", "repeat = 2\n"));
+    assert_eq!(
+        refused(&text),
+        [
+            "6: device[0].point[0].name: \"ch 1\" may only use letters, digits, '-', '_' and '.'",
+            "6: device[0].point[0].name: \"ch 2\" may only use letters, digits, '-', '_' and '.'",
+        ]
+    );
+}
+
+#[test]
+fn names_starting_with_an_underscore_are_reserved() {
+    let text = with(&point("_device", "input", 0, "u16", ""));
+    assert_eq!(
+        refused(&text),
+        ["6: device[0].point[0].name: \"_device\": names starting with '_' are reserved (the gateway reports _device)"]
+    );
+}
+
+#[test]
+fn names_are_unique_across_the_profile_and_the_device() {
+    let text = format!(
+        "[[profile]]\nname = \"gd\"\n{}{}",
+        point("gas", "input", 0, "u16", "").replace("device.point", "profile.point"),
+        with(&point("gas", "input", 1, "u16", "")).replacen(
+            "unit = 1\n",
+            "unit = 1\nprofile = \"gd\"\n",
+            1
+        ),
+    );
+    // profile: lines 1-2, its point 3-7; device 8-12, its point at 13, name on 14
+    assert_eq!(
+        refused(&text),
+        ["14: device[0].point[0].name: \"gas\" is also the name of profile[0].point[0]"]
+    );
+}
+
+#[test]
+fn no_two_points_share_a_register() {
+    let text = with(&format!(
+        "{}{}{}",
+        point("a", "holding", 10, "u32", "word_order = \"big\"\n"),
+        point("b", "holding", 11, "u16", ""),
+        // the same address in another table is another register
+        point("c", "input", 11, "u16", ""),
+    ));
+    // a: lines 5-10, b: 11-15 (address on 14)
+    assert_eq!(
+        refused(&text),
+        ["14: device[0].point[1].address: holding 11 (b) overlaps a (device[0].point[0]) at 10"]
+    );
+}

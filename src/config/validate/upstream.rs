@@ -1,0 +1,299 @@
+//! The `[upstream]` section: the platform's MQTT brokers, the gateway's TLS files, topics and
+//! session limits. Without it, records stay in the spool.
+//!
+//! Owns those rules. Pure: must never read the PEM files or resolve a broker's name (that is
+//! `check-config`'s and the uplink's work).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::config::ctx::{split_host_port, value_or, Ctx};
+use crate::config::file::UpstreamFile;
+use crate::config::{BrokerAddr, Upstream};
+use crate::record::wire::Format;
+
+pub(super) fn validate_upstream(
+    cx: &mut Ctx,
+    upstream: Option<&Spanned<UpstreamFile>>,
+    gw: &str,
+) -> Option<Upstream> {
+    let up = upstream?;
+    let span = up.span();
+    let u = up.get_ref();
+    let brokers = brokers(cx, &u.brokers);
+    for (key, p) in [
+        ("ca_file", &u.ca_file),
+        ("cert_file", &u.cert_file),
+        ("key_file", &u.key_file),
+    ] {
+        if p.get_ref().as_os_str().is_empty() {
+            cx.err(p.span(), format!("upstream.{key}"), "must name a PEM file");
+        }
+    }
+    let (topic_prefix, at) = value_or(
+        u.topic_prefix.as_ref(),
+        format!("plantgate/{gw}"),
+        span.clone(),
+    );
+    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
+        cx.err(
+            at,
+            "upstream.topic_prefix",
+            format!("\"{topic_prefix}\" must be a topic without wildcards or a trailing '/'"),
+        );
+    }
+    let (format, at) = value_or(u.format.as_ref(), "cbor".to_string(), span.clone());
+    let format = match format.as_str() {
+        "cbor" => Format::Cbor,
+        "json" => Format::Json,
+        other => {
+            cx.err(
+                at,
+                "upstream.format",
+                format!("\"{other}\": expected \"cbor\" or \"json\""),
+            );
+            Format::Cbor
+        }
+    };
+    let (keep_alive, batch_max, inflight) = session(cx, span, u);
+    Some(Upstream {
+        brokers,
+        ca_file: u.ca_file.get_ref().clone(),
+        cert_file: u.cert_file.get_ref().clone(),
+        key_file: u.key_file.get_ref().clone(),
+        topic_prefix,
+        client_id: u.client_id.clone().unwrap_or_else(|| gw.to_string()),
+        keep_alive,
+        format,
+        batch_max,
+        inflight,
+    })
+}
+
+/// At least one broker, each `host:port`.
+fn brokers(cx: &mut Ctx, brokers: &Spanned<Vec<Spanned<String>>>) -> Vec<BrokerAddr> {
+    if brokers.get_ref().is_empty() {
+        cx.err(
+            brokers.span(),
+            "upstream.brokers",
+            "needs at least one \"host:port\"",
+        );
+    }
+    let mut out = Vec::new();
+    for (i, b) in brokers.get_ref().iter().enumerate() {
+        match split_host_port(b.get_ref()) {
+            Some((host, port)) => out.push(BrokerAddr { host, port }),
+            None => cx.err(
+                b.span(),
+                format!("upstream.brokers[{i}]"),
+                format!(
+                    "\"{}\" is not host:port such as platform.example.com:8883",
+                    b.get_ref()
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// Keep-alive, readings per message and messages in flight.
+fn session(cx: &mut Ctx, span: Range<usize>, u: &UpstreamFile) -> (Duration, usize, u16) {
+    let (keep_alive_s, at) = value_or(u.keep_alive_s.as_ref(), 30, span.clone());
+    if !(5..=600).contains(&keep_alive_s) {
+        cx.err(
+            at,
+            "upstream.keep_alive_s",
+            format!(
+                "{keep_alive_s}: expected 5..=600 (a dead link is noticed after about twice this)"
+            ),
+        );
+    }
+    let (batch_max, at) = value_or(u.batch_max.as_ref(), 500, span.clone());
+    if !(1..=5000).contains(&batch_max) {
+        cx.err(
+            at,
+            "upstream.batch_max",
+            format!("{batch_max}: expected 1..=5000 readings per message"),
+        );
+    }
+    let (inflight, at) = value_or(u.inflight.as_ref(), 32, span);
+    if !(1..=1000).contains(&inflight) {
+        cx.err(
+            at,
+            "upstream.inflight",
+            format!("{inflight}: expected 1..=1000"),
+        );
+    }
+    (
+        Duration::from_secs(keep_alive_s),
+        batch_max as usize,
+        inflight as u16,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::*;
+
+    const UPSTREAM: &str = "[upstream]\nbrokers = [\"platform.example.com:8883\"]\n\
+        ca_file = \"/etc/plantgate/ca.crt\"\ncert_file = \"/etc/plantgate/gw.crt\"\n\
+        key_file = \"/etc/plantgate/gw.key\"\n";
+
+    fn with(more: &str) -> String {
+        format!("{UPSTREAM}{more}{GATEWAY}{BUS}{DEVICE}")
+    }
+
+    #[test]
+    fn accepted_with_defaults() {
+        let u = check(&with("")).unwrap().upstream.unwrap();
+        assert_eq!(
+            u.brokers,
+            [BrokerAddr {
+                host: "platform.example.com".into(),
+                port: 8883
+            }]
+        );
+        assert_eq!(u.ca_file.to_str(), Some("/etc/plantgate/ca.crt"));
+        assert_eq!(
+            (
+                u.topic_prefix.as_str(),
+                u.client_id.as_str(),
+                u.keep_alive,
+                u.format,
+                u.batch_max,
+                u.inflight
+            ),
+            (
+                "plantgate/gw-1",
+                "gw-1",
+                Duration::from_secs(30),
+                Format::Cbor,
+                500,
+                32
+            )
+        );
+    }
+
+    #[test]
+    fn accepted_as_written() {
+        let text = with(
+            "topic_prefix = \"site/a\"\nclient_id = \"gw-a\"\nkeep_alive_s = 5\nformat = \"json\"\n\
+             batch_max = 5000\ninflight = 1000\n",
+        );
+        let u = check(&text).unwrap().upstream.unwrap();
+        assert_eq!(
+            (
+                u.topic_prefix.as_str(),
+                u.client_id.as_str(),
+                u.keep_alive,
+                u.format,
+                u.batch_max,
+                u.inflight
+            ),
+            (
+                "site/a",
+                "gw-a",
+                Duration::from_secs(5),
+                Format::Json,
+                5000,
+                1000
+            )
+        );
+    }
+
+    #[test]
+    fn at_least_one_broker() {
+        let text = with("").replace("[\"platform.example.com:8883\"]", "[]");
+        assert_eq!(
+            refused(&text),
+            ["2: upstream.brokers: needs at least one \"host:port\""]
+        );
+    }
+
+    #[test]
+    fn brokers_are_host_and_port() {
+        let text = with("").replace(
+            "[\"platform.example.com:8883\"]",
+            "[\"a.example:8883\", \"b.example\"]",
+        );
+        assert_eq!(
+            refused(&text),
+            ["2: upstream.brokers[1]: \"b.example\" is not host:port such as platform.example.com:8883"]
+        );
+    }
+
+    #[test]
+    fn tls_files_are_named() {
+        for (line, key) in [(3, "ca_file"), (4, "cert_file"), (5, "key_file")] {
+            let text: String = with("")
+                .lines()
+                .map(|l| match l.starts_with(&format!("{key} =")) {
+                    true => format!("{key} = \"\"\n"),
+                    false => format!("{l}\n"),
+                })
+                .collect();
+            assert_eq!(
+                refused(&text),
+                [format!("{line}: upstream.{key}: must name a PEM file")]
+            );
+        }
+    }
+
+    #[test]
+    fn the_topic_prefix_has_no_wildcards_or_trailing_slash() {
+        for prefix in ["", "site/+", "site/#", "site/"] {
+            let text = with(&format!("topic_prefix = \"{prefix}\"\n"));
+            assert_eq!(
+                refused(&text),
+                [format!("6: upstream.topic_prefix: \"{prefix}\" must be a topic without wildcards or a trailing '/'")]
+            );
+        }
+    }
+
+    #[test]
+    fn the_keep_alive_is_in_range() {
+        for s in [4, 601] {
+            let text = with(&format!("keep_alive_s = {s}\n"));
+            assert_eq!(
+                refused(&text),
+                [format!("6: upstream.keep_alive_s: {s}: expected 5..=600 (a dead link is noticed after about twice this)")]
+            );
+        }
+    }
+
+    #[test]
+    fn the_format_is_cbor_or_json() {
+        let text = with("format = \"xml\"\n");
+        assert_eq!(
+            refused(&text),
+            ["6: upstream.format: \"xml\": expected \"cbor\" or \"json\""]
+        );
+    }
+
+    #[test]
+    fn the_batch_is_in_range() {
+        for n in [0, 5001] {
+            let text = with(&format!("batch_max = {n}\n"));
+            assert_eq!(
+                refused(&text),
+                [format!(
+                    "6: upstream.batch_max: {n}: expected 1..=5000 readings per message"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn inflight_is_in_range() {
+        for n in [0, 1001] {
+            let text = with(&format!("inflight = {n}\n"));
+            assert_eq!(
+                refused(&text),
+                [format!("6: upstream.inflight: {n}: expected 1..=1000")]
+            );
+        }
+    }
+}
