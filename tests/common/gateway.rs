@@ -253,3 +253,15 @@ pub fn gateway_toml(
         gd16_devices("tcp", 1..=units, poll_ms)
     )
 }
+
+/// Waits until `cond` holds (checked every 50 ms); panics after `timeout` naming `what`.
+pub async fn until(timeout: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
