@@ -151,12 +151,14 @@ impl Gateway {
                     return;
                 }
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what} ({} readings, {} alarms gathered)",
-                self.seen().readings.len(),
-                self.seen().alarms.len()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                let seen = self.seen();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} ({} readings, {} alarms gathered)",
+                    seen.readings.len(),
+                    seen.alarms.len()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

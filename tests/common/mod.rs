@@ -31,6 +31,29 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// Stops it the way an operator or systemd would (SIGTERM, by its PID) and waits for it.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        self.0.wait().unwrap()
+    }
+}
+
+/// The real binary: `plantgate run --config <config>` with `RUST_LOG=warn` and `env` added.
+pub fn plantgate_run(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plantgate"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc(cmd.spawn().unwrap())
+}
+
 /// A pseudo-terminal pair made by socat: the gateway opens `gw`, the simulator `sim`.
 pub struct PtyPair {
     pub gw: PathBuf,

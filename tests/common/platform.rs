@@ -119,11 +119,7 @@ impl Mosquitto {
     /// Stops it the way an operator would (SIGTERM: it saves its sessions first).
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(p.0.id().to_string())
-                .status();
-            let _ = p.0.wait();
+            p.terminate();
         }
     }
 }

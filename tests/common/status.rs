@@ -72,14 +72,14 @@ pub fn device_error(gw: &Gateway, index: usize) -> String {
 /// A spool opened by the test itself, with no gateway running (to fill it beforehand or read
 /// it afterwards), and the status its own board shows.
 pub struct OfflineSpool {
-    pub spool: Spool,
+    pub spool: Arc<Spool>,
     board: Arc<Board>,
 }
 
 pub fn open_spool(dir: &Path, settings: &SpoolSettings) -> OfflineSpool {
     let board = Arc::new(Board::default());
     OfflineSpool {
-        spool: Spool::open(dir, settings, board.clone()).unwrap(),
+        spool: Arc::new(Spool::open(dir, settings, board.clone()).unwrap()),
         board,
     }
 }
