@@ -44,7 +44,16 @@ impl Seen {
             .map_or(0, |last| last + 1 - self.first_seq - self.seqs.len() as u64)
     }
 
-    fn add(&mut self, readings: &[Reading], alarms: &[AlarmEvent]) {
+    /// An empty `Seen` for a run whose first record is numbered `first_seq`.
+    pub fn starting_at(first_seq: u64) -> Seen {
+        Seen {
+            first_seq,
+            ..Seen::default()
+        }
+    }
+
+    /// Adds committed records; those from before this run or already seen are ignored.
+    pub fn add(&mut self, readings: &[Reading], alarms: &[AlarmEvent]) {
         let first = self.first_seq;
         for r in readings {
             if r.seq >= first && self.seqs.insert(r.seq) {
@@ -119,10 +128,7 @@ impl Gateway {
             .await
             .expect("the gateway starts");
         let tap = running.tap.subscribe();
-        let seen = Arc::new(Mutex::new(Seen {
-            first_seq,
-            ..Seen::default()
-        }));
+        let seen = Arc::new(Mutex::new(Seen::starting_at(first_seq)));
         let collector = tokio::spawn(collect(running.spool.clone(), tap, seen.clone()));
         Gateway {
             board: running.board.clone(),
