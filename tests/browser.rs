@@ -72,10 +72,7 @@ async fn the_status_page_shows_devices_and_a_new_alarm_in_both_languages() {
     text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
     let mut gw = Gateway::start(&text).await;
     let url = format!("http://{}/", gw.web_addr.unwrap());
-    until(Duration::from_secs(10), "a poll of each device", || {
-        all_devices_polled(&gw)
-    })
-    .await;
+    wait_all_polled(&gw).await;
 
     // English for an English browser; every device and point is there; no alarm.
     let u = url.clone();

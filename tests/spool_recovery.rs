@@ -59,7 +59,6 @@ fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
     std::fs::write(&path, &bytes).unwrap();
     std::thread::sleep(Duration::from_millis(5));
 
-    // (open_spool panics if opening fails: a damaged spool must not stop the gateway)
     let s = open_spool(dir.path(), &settings(64 << 20));
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -131,18 +130,14 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
     while let Ok(s) = taps.try_recv() {
         committed_alarms += s.alarms.len();
     }
-    assert!(
-        s.append_errors() > 0,
-        "the disk never filled: {}",
-        s.state()
-    );
-    assert!(s.evicted() > 0, "nothing was evicted: {}", s.state());
+    let state = s.state();
+    assert!(s.append_errors() > 0, "the disk never filled: {state}");
+    assert!(s.evicted() > 0, "nothing was evicted: {state}");
     assert_eq!(committed_alarms, alarms_sent, "every alarm was committed");
     assert_eq!(
         s.alarms(),
         alarms_sent as u64,
-        "an alarm was evicted: {}",
-        s.state()
+        "an alarm was evicted: {state}"
     );
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use plantgate::config::{Config, SpoolSettings};
 use plantgate::spool::Spool;
@@ -61,6 +62,14 @@ pub fn all_devices_polled(gw: &Gateway) -> bool {
     gw.board.devices().iter().all(|d| d.polls > 0)
 }
 
+/// Waits (up to 10 s) until every configured device has been polled at least once.
+pub async fn wait_all_polled(gw: &Gateway) {
+    super::until(Duration::from_secs(10), "a poll of each device", || {
+        all_devices_polled(gw)
+    })
+    .await;
+}
+
 /// The last error of the `index`-th configured device ("" if none).
 pub fn device_error(gw: &Gateway, index: usize) -> String {
     gw.board.devices()[index]
@@ -76,10 +85,14 @@ pub struct OfflineSpool {
     board: Arc<Board>,
 }
 
+/// Opens (or creates) the spool in `dir`; panics if that fails, as a damaged file must not.
 pub fn open_spool(dir: &Path, settings: &SpoolSettings) -> OfflineSpool {
     let board = Arc::new(Board::default());
     OfflineSpool {
-        spool: Arc::new(Spool::open(dir, settings, board.clone()).unwrap()),
+        spool: Arc::new(
+            Spool::open(dir, settings, board.clone())
+                .unwrap_or_else(|e| panic!("the spool in {} must open: {e}", dir.display())),
+        ),
         board,
     }
 }
