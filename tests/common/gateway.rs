@@ -197,14 +197,18 @@ async fn collect(
     seen: Arc<Mutex<Seen>>,
 ) {
     let first = seen.lock().unwrap().first_seq;
+    // One consistent cut: every record below `upto` was committed before it was read, the
+    // rest comes from the tap, so `Seen` never shows a passing hole.
     let earlier = tokio::task::spawn_blocking(move || {
+        let upto = spool.next_seq().unwrap_or(u64::MAX);
         let readings: Vec<Reading> = spool
-            .readings(first, u64::MAX, usize::MAX)
+            .readings(first, upto, usize::MAX)
             .unwrap_or_default()
             .into_iter()
             .flat_map(|(_, r)| r)
             .collect();
-        let alarms = spool.alarms(first, usize::MAX).unwrap_or_default();
+        let mut alarms = spool.alarms(first, usize::MAX).unwrap_or_default();
+        alarms.retain(|a| a.seq < upto);
         (readings, alarms)
     })
     .await
