@@ -231,3 +231,61 @@ async fn a_controller_answering_exceptions_gives_exception_quality() {
     gw.shutdown().await;
     sim.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarm_points_are_read_at_their_own_faster_cadence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, c) = common::simulators(1).await;
+    let line = format!("tcp = {{ address = \"127.0.0.1:{port}\" }}");
+    // values once a second, alarm points every 100 ms
+    let devices = gd16_devices("tcp", [1], 1000)
+        .replace("poll_ms = 1000\n", "poll_ms = 1000\nalarm_poll_ms = 100\n");
+    let mut gw = Gateway::start(&(gd16_bus(dir.path(), "tcp", &line, 500) + &devices)).await;
+    gw.wait_until(Duration::from_secs(10), "a first poll", |s| {
+        s.latest("gas-1", "ch01.gas").is_some()
+    })
+    .await;
+    let count =
+        |s: &common::Seen, pt: &str| s.readings.iter().filter(|r| &*r.sample.point == pt).count();
+    let (gas0, status0) = {
+        let s = gw.seen();
+        (count(&s, "ch01.gas"), count(&s, "ch01.status"))
+    };
+    gw.gather_for(Duration::from_millis(3000), "three seconds of polls")
+        .await;
+    let (gas, status) = {
+        let s = gw.seen();
+        (
+            count(&s, "ch01.gas") - gas0,
+            count(&s, "ch01.status") - status0,
+        )
+    };
+    // 3 s: about 3 full polls, and about 30 alarm-point polls (each full poll reads them too)
+    assert!(
+        (2..=4).contains(&gas),
+        "{gas} value polls in 3 s at 1000 ms"
+    );
+    assert!(status >= 20, "{status} alarm-point polls in 3 s at 100 ms");
+    // An alarm is seen at the alarm cadence, not the value cadence: raised just after a full
+    // poll, it must not wait about a second for the next one.
+    let polls = count(&gw.seen(), "ch01.gas");
+    gw.wait_until(Duration::from_secs(5), "the next full poll", |s| {
+        count(s, "ch01.gas") > polls
+    })
+    .await;
+    let before = gw.seen().alarms.len();
+    let t = std::time::Instant::now();
+    c[0].set_concentration(3, 450);
+    gw.wait_until(Duration::from_secs(5), "the high alarm", |s| {
+        s.alarms[before..]
+            .iter()
+            .any(|a| &*a.sample.point == "ch03.status" && a.level == AlarmLevel::High)
+    })
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "the alarm took {:?}: it waited for the value poll",
+        t.elapsed()
+    );
+    gw.shutdown().await;
+}
