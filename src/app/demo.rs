@@ -44,7 +44,23 @@ pub fn subscribe_platform(
     prefix: &str,
     session: Option<&str>,
 ) -> mpsc::UnboundedReceiver<PlatformMsg> {
+    subscribe_platform_acked(host, port, tls, prefix, session).0
+}
+
+/// [`subscribe_platform`], and a flag that turns true once the broker acknowledged the
+/// subscription (SUBACK): before that, an empty channel proves nothing.
+pub fn subscribe_platform_acked(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    prefix: &str,
+    session: Option<&str>,
+) -> (
+    mpsc::UnboundedReceiver<PlatformMsg>,
+    tokio::sync::watch::Receiver<bool>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (acked_tx, acked) = tokio::sync::watch::channel(false);
     let id = session
         .map(str::to_string)
         .unwrap_or_else(|| format!("platform-{}", rand::random::<u32>()));
@@ -60,6 +76,9 @@ pub fn subscribe_platform(
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = acked_tx.send(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let body = decode_any(&p.payload);
@@ -85,7 +104,7 @@ pub fn subscribe_platform(
             }
         }
     });
-    rx
+    (rx, acked)
 }
 
 /// CBOR or JSON or plain text → JSON value.

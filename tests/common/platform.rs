@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use plantgate::app::demo::{subscribe_platform, PlatformMsg};
+use plantgate::app::demo::{subscribe_platform_acked, PlatformMsg};
 use plantgate::app::pki::{Ca, Issued};
 
 use super::Proc;
@@ -206,6 +206,8 @@ pub struct Platform {
     pub first_payload: BTreeMap<u64, String>,
     /// Numbers that arrived again with a different payload.
     pub reused: Vec<u64>,
+    /// When each message of `messages` arrived, ms since the epoch.
+    pub arrived_ms: Vec<i64>,
 }
 
 impl Platform {
@@ -227,9 +229,16 @@ impl Platform {
     }
 }
 
-/// Subscribes as the platform and records every message in the background.
-pub fn platform(pki: &Pki, port: u16, session: Option<&str>) -> Arc<Mutex<Platform>> {
-    let mut rx = subscribe_platform("localhost", port, pki.platform_tls(), "pg/test", session);
+/// Subscribes as the platform, waits (up to 20 s) until the broker acknowledged the
+/// subscription, and records every message in the background. A platform that is not
+/// listening yet would make "nothing arrived" prove nothing.
+pub async fn platform(pki: &Pki, port: u16, session: Option<&str>) -> Arc<Mutex<Platform>> {
+    let (mut rx, mut acked) =
+        subscribe_platform_acked("localhost", port, pki.platform_tls(), "pg/test", session);
+    tokio::time::timeout(Duration::from_secs(20), acked.wait_for(|a| *a))
+        .await
+        .expect("the platform's subscription was never acknowledged")
+        .unwrap();
     let out = Arc::new(Mutex::new(Platform::default()));
     let o = out.clone();
     tokio::spawn(async move {
@@ -271,6 +280,7 @@ fn record(p: &mut Platform, m: PlatformMsg) {
         *p.seen.entry(*s).or_default() += 1;
     }
     p.messages.push((m.topic, seqs, hist));
+    p.arrived_ms.push(plantgate::record::now_ms());
 }
 
 fn note_payload(p: &mut Platform, seq: u64, r: &serde_json::Value) {
