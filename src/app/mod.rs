@@ -111,6 +111,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     drop(tx);
     poll_metrics.register(&mut registry, bus_status.clone());
     let status = Status::new(identity, bus_status, spool.status_handle(), uplink_status);
+    let web_metrics = crate::web::WebMetrics::register(&mut registry);
     let registry = Arc::new(registry);
 
     if let Some(lb) = &config.local_broker {
@@ -128,6 +129,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 w.listen,
                 status.clone(),
                 registry.clone(),
+                web_metrics,
                 web_cancel.clone(),
             )
             .await?;
