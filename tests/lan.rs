@@ -278,3 +278,258 @@ async fn the_page_holds_at_most_its_limit_and_closes_idle_keep_alive_connections
     drop(conns);
     running.shutdown().await;
 }
+
+// ---- The local broker -------------------------------------------------------------------
+
+/// A gateway polling one simulated controller, with the local broker on `plant/a`.
+async fn with_local_broker(dir: &std::path::Path) -> (plantgate::app::Running, u16) {
+    let (sim, _c) = simulators(1).await;
+    let port = free_port();
+    let mut text = gateway_toml(&dir.join("data"), sim, 1, 200, "", "");
+    text.push_str(&format!(
+        "[local_broker]\nlisten = \"127.0.0.1:{port}\"\ntopic_prefix = \"plant/a\"\n"
+    ));
+    (plantgate::app::start(&config(&text)).await.unwrap(), port)
+}
+
+fn mqtt(id: &str, port: u16) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_max_packet_size(4 << 20, 4 << 20);
+    rumqttc::AsyncClient::new(opts, 64)
+}
+
+/// Polls `events` until `until`, returning every publish (topic, payload) and whether the
+/// connection ended in an error.
+async fn drain(
+    events: &mut rumqttc::EventLoop,
+    until: tokio::time::Instant,
+) -> (Vec<(String, Vec<u8>)>, Option<String>) {
+    use rumqttc::{Event, Packet};
+    let mut got = Vec::new();
+    while let Ok(ev) = tokio::time::timeout_at(until, events.poll()).await {
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => got.push((p.topic, p.payload.to_vec())),
+            Ok(_) => {}
+            Err(e) => return (got, Some(e.to_string())),
+        }
+    }
+    (got, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lan_client_cannot_publish_a_fake_alarm_to_the_local_broker() {
+    use rumqttc::{Event, LastWill, Packet, QoS, SubscribeReasonCode};
+    let dir = tempfile::tempdir().unwrap();
+    let (running, port) = with_local_broker(dir.path()).await;
+    let (hmi, mut hmi_events) = mqtt("hmi", port);
+    hmi.subscribe("plant/a/#", QoS::AtMostOnce).await.unwrap();
+
+    // A subscription outside the prefix is refused in the SUBACK; the client stays connected.
+    let (evil, mut evil_events) = mqtt("evil", port);
+    evil.subscribe("#", QoS::AtMostOnce).await.unwrap();
+    let code = loop {
+        if let Event::Incoming(Packet::SubAck(a)) = evil_events.poll().await.unwrap() {
+            break a.return_codes[0];
+        }
+    };
+    assert_eq!(code, SubscribeReasonCode::Failure);
+
+    let fake =
+        br#"{"gw":"gw-test","dev":"gas-1","pt":"ch01.status","level":"high","prev":"normal"}"#;
+    evil.publish("plant/a/alarms", QoS::AtLeastOnce, false, fake.to_vec())
+        .await
+        .unwrap();
+    let (_, evil_end) = drain(
+        &mut evil_events,
+        tokio::time::Instant::now() + Duration::from_secs(5),
+    )
+    .await;
+    assert!(evil_end.is_some(), "the publisher was not disconnected");
+
+    // A last will is a publish too: refused at CONNECT.
+    let mut opts = rumqttc::MqttOptions::new("will", "127.0.0.1", port);
+    opts.set_last_will(LastWill::new(
+        "plant/a/alarms",
+        fake.to_vec(),
+        QoS::AtMostOnce,
+        false,
+    ));
+    let (_will, mut will_events) = rumqttc::AsyncClient::new(opts, 8);
+    let refused = will_events.poll().await;
+    assert!(
+        refused.is_err(),
+        "a CONNECT with a will was accepted: {refused:?}"
+    );
+
+    let (got, hmi_end) = drain(
+        &mut hmi_events,
+        tokio::time::Instant::now() + Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        hmi_end.is_none(),
+        "the HMI lost its connection: {hmi_end:?}"
+    );
+    assert!(
+        got.iter().any(|(t, _)| t == "plant/a/readings"),
+        "the HMI got no readings"
+    );
+    let injected: Vec<_> = got.iter().filter(|(_, p)| p.as_slice() == fake).collect();
+    assert!(injected.is_empty(), "the HMI received the fake alarm");
+    assert_eq!(
+        metric_now(&running, "plantgate_local_broker_refused_publishes_total"),
+        1.0
+    );
+    assert_eq!(
+        metric_now(
+            &running,
+            "plantgate_local_broker_refused_connections_total{reason=\"will\"}"
+        ),
+        1.0
+    );
+    running.shutdown().await;
+}
+
+fn vm_rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A client that connects and subscribes with raw packets, then never reads a byte.
+async fn never_reading_subscriber(port: u16, id: &str) -> TcpStream {
+    use rumqttc::mqttbytes::v4::{Connect, Packet, Subscribe};
+    use rumqttc::mqttbytes::QoS;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut c = Connect::new(id);
+    c.keep_alive = 600;
+    Packet::Connect(c).write(&mut buf, 1 << 20).unwrap();
+    Packet::Subscribe(Subscribe::new("plant/a/#", QoS::AtMostOnce))
+        .write(&mut buf, 1 << 20)
+        .unwrap();
+    s.write_all(&buf).await.unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others() {
+    use plantgate::record::{Quality, Reading, Sample, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let (running, port) = with_local_broker(dir.path()).await;
+    let (hmi, mut hmi_events) = mqtt("hmi", port);
+    hmi.subscribe("plant/a/readings", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let mut slow = Vec::new();
+    for i in 0..4 {
+        slow.push(never_reading_subscriber(port, &format!("slow-{i}")).await);
+    }
+    // One record of 1,000 readings with long point names: ~1 MiB of JSON per message, as in
+    // the finding, and cheap enough to encode in a debug build.
+    let device: Arc<str> = "gas-9".into();
+    let point: Arc<str> = "p".repeat(1000).into();
+    let big = Arc::new(plantgate::spool::Stored {
+        readings: (0..1_000)
+            .map(|i| Reading {
+                seq: 1_000_000 + i,
+                device: device.clone(),
+                sample: Sample {
+                    point: point.clone(),
+                    ts_ms: 1_700_000_000_000 + i as i64,
+                    value: Some(Value::Float(12.345678 + i as f64)),
+                    quality: Quality::Good,
+                },
+            })
+            .collect(),
+        alarms: Vec::new(),
+    });
+    let t_enc = Instant::now();
+    let size = plantgate::record::wire::encode_readings(
+        plantgate::record::wire::Format::Json,
+        "gw-test",
+        false,
+        &big.readings,
+    )
+    .len();
+    let encode = t_enc.elapsed();
+    // Let the HMI's subscription land, then measure.
+    drain(
+        &mut hmi_events,
+        tokio::time::Instant::now() + Duration::from_secs(1),
+    )
+    .await;
+    let before = vm_rss_kib();
+
+    let received = Arc::new(AtomicU64::new(0));
+    let r = received.clone();
+    let reader = tokio::spawn(async move {
+        use rumqttc::{Event, Packet};
+        while let Ok(Ok(ev)) =
+            tokio::time::timeout(Duration::from_secs(20), hmi_events.poll()).await
+        {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                if p.payload.len() > 500_000 {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    const SENT: u64 = 150;
+    let mut peak = before;
+    // At the pace the mirror encodes them (a debug build takes ~0.1 s for 1 MiB of JSON):
+    // each is sent when the HMI has the one before, or after 3 s.
+    for i in 0..SENT {
+        running.tap.send(big.clone()).unwrap();
+        let t = Instant::now();
+        while received.load(Ordering::SeqCst) <= i && t.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        peak = peak.max(vm_rss_kib());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    peak = peak.max(vm_rss_kib());
+    let hmi_got = received.load(Ordering::SeqCst);
+    let dropped = metric_now(&running, "plantgate_local_broker_dropped_messages_total");
+    eprintln!(
+        "{SENT} messages of {size} bytes to 4 silent subscribers and one HMI: RSS {} MiB before, peak {} MiB (+{} MiB); the HMI got {hmi_got}; {dropped} copies dropped; encoding one took {encode:?}",
+        before / 1024,
+        peak / 1024,
+        (peak - before) / 1024
+    );
+    assert!(
+        size > 1_000_000,
+        "messages too small to show anything: {size}"
+    );
+    assert!(
+        peak - before < 50 * 1024,
+        "the gateway grew by {} MiB",
+        (peak - before) / 1024
+    );
+    assert!(hmi_got >= SENT / 2, "the HMI got only {hmi_got} of {SENT}");
+    assert!(
+        dropped >= 4.0 * (SENT as f64) * 0.5,
+        "the silent subscribers lost only {dropped}"
+    );
+
+    // They are dropped once a write has waited WRITE_TIMEOUT.
+    let deadline =
+        Instant::now() + plantgate::broker::local::WRITE_TIMEOUT + Duration::from_secs(10);
+    let slow_name = "plantgate_local_broker_refused_connections_total{reason=\"slow\"}";
+    while metric(
+        &plantgate::web::metrics::prometheus_text(&running.registry),
+        slow_name,
+    ) != Some(4.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the silent subscribers were never dropped"
+        );
+        running.tap.send(big.clone()).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(metric_now(&running, "plantgate_local_broker_clients"), 1.0);
+    drop(slow);
+    reader.abort();
+    running.shutdown().await;
+}
