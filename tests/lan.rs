@@ -533,3 +533,52 @@ async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others(
     reader.abort();
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_broker_serves_at_most_its_limit_and_drops_clients_that_never_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, port) = with_local_broker(dir.path()).await;
+    let max = plantgate::broker::local::MAX_CLIENTS;
+    let mut idle = Vec::new();
+    for _ in 0..(max + 16) {
+        idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metric_now(&running, "plantgate_local_broker_clients"),
+        max as f64
+    );
+    let limit = "plantgate_local_broker_refused_connections_total{reason=\"limit\"}";
+    assert_eq!(metric_now(&running, limit), 16.0);
+
+    // None sent CONNECT: every one is closed by the server within CONNECT_TIMEOUT.
+    let t0 = Instant::now();
+    for s in &mut idle {
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut b))
+            .await
+            .expect("a silent client was never dropped")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    let waited = t0.elapsed();
+    assert!(waited <= plantgate::broker::local::CONNECT_TIMEOUT + Duration::from_secs(2));
+    let timed_out = "plantgate_local_broker_refused_connections_total{reason=\"connect_timeout\"}";
+    assert_eq!(metric_now(&running, timed_out), max as f64);
+
+    // And the broker serves again.
+    let (hmi, mut events) = mqtt("hmi", port);
+    hmi.subscribe("plant/a/readings", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let (got, end) = drain(
+        &mut events,
+        tokio::time::Instant::now() + Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        end.is_none() && !got.is_empty(),
+        "no readings after the flood: {end:?}"
+    );
+    running.shutdown().await;
+}
