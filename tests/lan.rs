@@ -581,4 +581,20 @@ async fn the_local_broker_serves_at_most_its_limit_and_drops_clients_that_never_
         "no readings after the flood: {end:?}"
     );
     running.shutdown().await;
+
+    // Shutdown closes the listener and the clients.
+    let (_, end) = drain(
+        &mut events,
+        tokio::time::Instant::now() + Duration::from_secs(2),
+    )
+    .await;
+    assert!(end.is_some(), "the HMI stayed connected after shutdown");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the local broker still listens after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -112,16 +112,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     poll_metrics.register(&mut registry, bus_status.clone());
     let status = Status::new(identity, bus_status, spool.status_handle(), uplink_status);
     let web_metrics = crate::web::WebMetrics::register(&mut registry);
+    // The LAN side (status page, local broker) stops last, with one token.
+    let web_cancel = CancellationToken::new();
     if let Some(lb) = &config.local_broker {
         let metrics = crate::broker::LocalMetrics::register(&mut registry);
-        let local = crate::broker::LocalBroker::start(lb.listen, lb.topic_prefix.clone(), metrics)
-            .await
-            .context("cannot start the local MQTT broker")?;
+        let local = crate::broker::LocalBroker::start(
+            lb.listen,
+            lb.topic_prefix.clone(),
+            metrics,
+            web_cancel.clone(),
+        )
+        .await
+        .context("cannot start the local MQTT broker")?;
         tokio::spawn(local.mirror(config.gateway.id.clone(), tap.subscribe()));
     }
     let registry = Arc::new(registry);
 
-    let web_cancel = CancellationToken::new();
     let (web, web_addr) = match &config.web {
         Some(w) => {
             let (handle, addr) = crate::web::serve(

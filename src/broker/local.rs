@@ -32,6 +32,7 @@ use rumqttc::mqttbytes::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::fanout::{selects, Fanout, Topic};
 use super::BrokerError;
@@ -107,18 +108,26 @@ pub struct LocalBroker {
 struct Refused(&'static str);
 
 impl LocalBroker {
-    /// Binds `listen` (a taken port is a start-up error) and serves clients in the background.
+    /// Binds `listen` (a taken port is a start-up error) and serves clients in the background
+    /// until `cancel` fires (then the listener and every client connection close).
     pub async fn start(
         listen: SocketAddr,
         prefix: String,
         metrics: LocalMetrics,
+        cancel: CancellationToken,
     ) -> Result<LocalBroker, BrokerError> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| BrokerError::Bind(listen, e))?;
         let fanout = Arc::new(Fanout::new(metrics.dropped.clone()));
         tracing::info!(%listen, topics = %format!("{prefix}/#"), "local MQTT broker (read-only)");
-        tokio::spawn(accept(listener, fanout.clone(), prefix.clone(), metrics));
+        tokio::spawn(accept(
+            listener,
+            fanout.clone(),
+            prefix.clone(),
+            metrics,
+            cancel,
+        ));
         Ok(LocalBroker { fanout, prefix })
     }
 
@@ -167,11 +176,21 @@ impl LocalBroker {
     }
 }
 
-async fn accept(listener: TcpListener, fanout: Arc<Fanout>, prefix: String, m: LocalMetrics) {
+async fn accept(
+    listener: TcpListener,
+    fanout: Arc<Fanout>,
+    prefix: String,
+    m: LocalMetrics,
+    cancel: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let prefix: Arc<str> = prefix.into();
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = cancel.cancelled() => return,
+        };
+        let stream = match accepted {
             Ok((s, _)) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "local broker: accept failed");
@@ -184,11 +203,16 @@ async fn accept(listener: TcpListener, fanout: Arc<Fanout>, prefix: String, m: L
             continue;
         };
         let (fanout, prefix, m) = (fanout.clone(), prefix.clone(), m.clone());
+        let cancel = cancel.clone();
         tokio::spawn(async move {
             let _slot = slot;
             m.clients.inc();
             let client = fanout.join();
-            match session(stream, &client, &prefix, &m).await {
+            let ended = tokio::select! {
+                r = session(stream, &client, &prefix, &m) => r,
+                () = cancel.cancelled() => Ok(()),
+            };
+            match ended {
                 Ok(()) | Err(Refused("closed")) => {}
                 Err(Refused(reason)) => {
                     if reason == "publish" {
