@@ -223,6 +223,19 @@ mod tests {
     }
 
     #[test]
+    fn a_client_holds_at_most_max_filters_and_unsubscribing_frees_one() {
+        let c = Client::default();
+        for i in 0..MAX_FILTERS {
+            assert!(c.subscribe(&format!("p/{i}"), 0));
+        }
+        assert!(c.subscribe("p/0", 0), "a filter it already holds is fine");
+        assert!(!c.subscribe("p/#", 3));
+        c.unsubscribe("p/0");
+        assert!(c.subscribe("p/#", 3));
+        assert!(c.lock().wants(Topic::Alarms));
+    }
+
+    #[test]
     fn a_full_queue_drops_its_own_oldest_copies_and_others_get_everything() {
         let f = Fanout::new(Counter::default());
         let (slow, other) = (f.join(), f.join());
