@@ -4,8 +4,8 @@
 //! commits what they produced and ends when its input closes, then the uplink gets a grace
 //! period to collect acknowledgements. It also assembles the one metrics registry (each
 //! component registers its own metrics) and the read-only [`Status`] view. Must never hold data
-//! itself. (The embedded brokers run on threads of their own, and the status page's server
-//! spawns its connection tasks: see `broker` and `web`.)
+//! itself. (The local broker and the status page's server spawn their own connection tasks:
+//! see `broker::local` and `web`.)
 
 pub mod check;
 pub mod demo;
@@ -113,23 +113,30 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     drop(tx);
     poll_metrics.register(&mut registry, bus_status.clone());
     let status = Status::new(identity, bus_status, spool.status_handle(), uplink_status);
-    let registry = Arc::new(registry);
-
+    let web_metrics = crate::web::WebMetrics::register(&mut registry);
+    // The LAN side (status page, local broker) stops last, with one token.
+    let web_cancel = CancellationToken::new();
     if let Some(lb) = &config.local_broker {
-        let (listen, prefix) = (lb.listen, lb.topic_prefix.clone());
-        let local =
-            tokio::task::spawn_blocking(move || crate::broker::LocalBroker::start(listen, prefix))
-                .await?
-                .context("cannot start the local MQTT broker")?;
+        let metrics = crate::broker::LocalMetrics::register(&mut registry);
+        let local = crate::broker::LocalBroker::start(
+            lb.listen,
+            lb.topic_prefix.clone(),
+            metrics,
+            web_cancel.clone(),
+        )
+        .await
+        .context("cannot start the local MQTT broker")?;
         tokio::spawn(local.mirror(config.gateway.id.clone(), tap.subscribe()));
     }
-    let web_cancel = CancellationToken::new();
+    let registry = Arc::new(registry);
+
     let (web, web_addr) = match &config.web {
         Some(w) => {
             let (handle, addr) = crate::web::serve(
                 w.listen,
                 status.clone(),
                 registry.clone(),
+                web_metrics,
                 web_cancel.clone(),
             )
             .await?;

@@ -1,12 +1,16 @@
 //! The local web interface: the technicians' status page, `/api/status`, `/metrics`, probes.
 //!
-//! Owns HTTP (axum), the page's embedded assets and the security headers. Read-only: it reads
+//! Owns HTTP (axum routes; the bounded accept loop is `server`), the page's embedded assets and
+//! the security headers. Read-only: it reads
 //! the components' status through [`Status`] and encodes the metrics registry, never the spool
 //! or the buses, so a busy page cannot slow the data path. Must never show keys, passwords or
 //! private key material (no status holds any).
 
 mod api;
 pub mod metrics;
+mod server;
+
+pub use server::{WebMetrics, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_LIFETIME, MAX_PER_CLIENT};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,11 +137,13 @@ async fn ready(State(s): State<Shared>) -> Response {
     }
 }
 
-/// Serves until `cancel` fires. Binds first, so a taken port is a start-up error.
+/// Serves until `cancel` fires. Binds first, so a taken port is a start-up error. Bounded: see
+/// `server` for the connection limit, timeouts and size limits.
 pub async fn serve(
     listen: SocketAddr,
     status: Status,
     registry: Arc<Registry>,
+    metrics: WebMetrics,
     cancel: CancellationToken,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), WebError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -148,14 +154,7 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!(url = %format!("http://{addr}/"), "status page");
-    let handle = tokio::spawn(async move {
-        let app = router(status, registry);
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "status page stopped");
-        }
-    });
+    let app = router(status, registry);
+    let handle = tokio::spawn(server::run(listener, app, metrics, cancel));
     Ok((handle, addr))
 }
