@@ -293,3 +293,82 @@ async fn a_controller_answering_exceptions_gives_exception_quality() {
     running.shutdown().await;
     sim.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_f32_register_holding_nan_is_bad_value_never_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::gas16();
+    {
+        // 0xFFFF 0xFFFF: a NaN (310 is free: 300 is the simulator's request counter), what many transmitters send on a sensor fault
+        let mut r = c.registers();
+        r.holding.insert(310, 0xFFFF);
+        r.holding.insert(311, 0xFFFF);
+        r.holding.insert(312, 7);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sim = tokio::spawn(sim::server::serve_tcp(
+        listener,
+        SimBus::new([(1, c.clone())]),
+    ));
+    let text = format!(
+        "[gateway]\nid = \"t\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"tcp\"\ntcp = {{ address = \"{addr}\" }}\n\
+         [[device]]\nname = \"g\"\nbus = \"tcp\"\nunit = 1\npoll_ms = 100\n\
+         [[device.point]]\nname = \"flow\"\ntable = \"holding\"\naddress = 310\ntype = \"f32\"\nword_order = \"big\"\n\
+         [[device.point]]\nname = \"level\"\ntable = \"holding\"\naddress = 312\ntype = \"u16\"\n",
+        dir.path().display()
+    );
+    let running = plantgate::app::start(&config(&text)).await.unwrap();
+    let mut tap = running.tap.subscribe();
+    let mut seen = Seen::default();
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(10),
+        "three polls",
+        |s| {
+            s.readings
+                .iter()
+                .filter(|r| &*r.sample.point == "flow")
+                .count()
+                >= 3
+        },
+    )
+    .await;
+    for r in seen.readings.iter().filter(|r| &*r.sample.point == "flow") {
+        assert_eq!(
+            (r.sample.quality, r.sample.value),
+            (Quality::BadValue, None),
+            "{r:?}"
+        );
+    }
+    // the other point of the same read is good: only the value that is no number is refused
+    let level = seen.latest("g", "level").unwrap();
+    assert_eq!(
+        (level.sample.quality, level.sample.value),
+        (Quality::Good, Some(Value::Int(7)))
+    );
+    // and the point recovers when the register holds a number again (12.5 = 0x4148_0000)
+    {
+        let mut r = c.registers();
+        r.holding.insert(310, 0x4148);
+        r.holding.insert(311, 0x0000);
+    }
+    gather(
+        &mut tap,
+        &mut seen,
+        Duration::from_secs(10),
+        "a good value again",
+        |s| {
+            s.latest("g", "flow")
+                .is_some_and(|r| r.sample.value == Some(Value::Float(12.5)))
+        },
+    )
+    .await;
+    assert_eq!(
+        seen.latest("g", "flow").unwrap().sample.quality,
+        Quality::Good
+    );
+    running.shutdown().await;
+    sim.abort();
+}

@@ -202,13 +202,12 @@ async fn poll_device(line: &mut Line, d: &mut Polled) -> Outcome {
             let p = &points[i];
             let off = usize::from(off);
             let (value, quality) = match &reply {
-                Ok(Reply::Words(w)) => (
-                    Some(decode::decode_words(
-                        p,
-                        &w[off..off + usize::from(p.width())],
-                    )),
-                    Quality::Good,
-                ),
+                Ok(Reply::Words(w)) => {
+                    match decode::decode_words(p, &w[off..off + usize::from(p.width())]) {
+                        Some(v) => (Some(v), Quality::Good),
+                        None => (None, Quality::BadValue),
+                    }
+                }
                 Ok(Reply::Bits(b)) => match b.get(off) {
                     Some(&bit) => (Some(decode::decode_bit(bit)), Quality::Good),
                     None => (None, Quality::BadFrame),

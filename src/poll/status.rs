@@ -40,6 +40,7 @@ pub struct ReadCounts {
     pub bad_frame: u64,
     pub disconnected: u64,
     pub offline: u64,
+    pub bad_value: u64,
 }
 
 impl ReadCounts {
@@ -51,6 +52,7 @@ impl ReadCounts {
             Quality::BadFrame => self.bad_frame += 1,
             Quality::Disconnected => self.disconnected += 1,
             Quality::Offline => self.offline += 1,
+            Quality::BadValue => self.bad_value += 1,
         }
     }
 
@@ -60,13 +62,14 @@ impl ReadCounts {
     }
 
     /// (label, count) for every kind of failure.
-    pub fn errors(&self) -> [(&'static str, u64); 5] {
+    pub fn errors(&self) -> [(&'static str, u64); 6] {
         [
             ("timeout", self.timeout),
             ("exception", self.exception),
             ("bad_frame", self.bad_frame),
             ("disconnected", self.disconnected),
             ("offline", self.offline),
+            ("bad_value", self.bad_value),
         ]
     }
 }
@@ -266,7 +269,7 @@ impl PollMetrics {
         reg.register("poll_values", "Point values read good", self.values.clone());
         reg.register(
             "poll_errors",
-            "Point reads that failed, by kind (timeout, exception, bad_frame, disconnected, offline)",
+            "Point reads that failed, by kind (timeout, exception, bad_frame, disconnected, offline, bad_value)",
             self.errors.clone(),
         );
         reg.register(
