@@ -50,7 +50,7 @@ profile = "gd16"
 [[device.point]]
 name = "flow"
 table = "holding"
-address = 300
+address = 320
 type = "f32"
 word_order = "little"
 [[device.point]]
@@ -79,9 +79,10 @@ async fn exercise(text: String, c: std::sync::Arc<Controller>) {
     c.set_concentration(1, 123);
     {
         let mut r = c.registers();
-        // 12.5f32 = 0x4148_0000, little word order: low word first
-        r.holding.insert(300, 0x0000);
-        r.holding.insert(301, 0x4148);
+        // 12.5f32 = 0x4148_0000, little word order: low word first (320: 300 is the
+        // simulator's request counter)
+        r.holding.insert(320, 0x0000);
+        r.holding.insert(321, 0x4148);
     }
     gather(
         &mut tap,
