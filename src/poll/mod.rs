@@ -5,13 +5,15 @@
 //! allows, never drop a sample silently, and never let one device's failure skip another's poll.
 //!
 //! Submodules: [`plan`] (which reads cover which points), [`decode`] (raw → value),
-//! [`transport`] (the line: RTU or TCP, timeouts, reconnects).
+//! [`transport`] (the line: RTU or TCP, timeouts, reconnects), [`tcp`] (the checked Modbus TCP
+//! client).
 
 pub mod breaker;
 pub mod decode;
 pub mod plan;
 pub mod rs485;
 pub mod status;
+pub mod tcp;
 pub mod transport;
 
 use std::sync::Arc;
@@ -120,6 +122,8 @@ impl BusPoller {
                 r = poll_device(&mut line, next) => r,
             };
             let elapsed = started.elapsed();
+            self.metrics
+                .unsolicited(&self.bus.name, line.take_discarded());
             let now = Instant::now();
             let ok = poll.samples.iter().any(|s| s.quality == Quality::Good);
             if let Some(online) = next.breaker.record(ok) {

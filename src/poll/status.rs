@@ -241,6 +241,7 @@ pub struct PollMetrics {
     duration: Family<Labels, Histogram, fn() -> Histogram>,
     latency: PerLabel<Gauge<f64, AtomicU64>>,
     alarm_events: PerLabel<Counter>,
+    unsolicited: PerLabel<Counter>,
 }
 
 impl Default for PollMetrics {
@@ -254,6 +255,7 @@ impl Default for PollMetrics {
             duration: Family::new_with_constructor(seconds_histogram),
             latency: Family::default(),
             alarm_events: Family::default(),
+            unsolicited: Family::default(),
         }
     }
 }
@@ -297,6 +299,11 @@ impl PollMetrics {
             "Alarm transitions, by the level entered",
             self.alarm_events.clone(),
         );
+        reg.register(
+            "poll_unsolicited_bytes",
+            "Bytes a Modbus TCP device sent unasked, found waiting before a request and discarded",
+            self.unsolicited.clone(),
+        );
         for l in AlarmLevel::ALL {
             drop(
                 self.alarm_events
@@ -336,6 +343,16 @@ impl PollMetrics {
             );
         }
         drop(self.duration.get_or_create(&labels(&[("bus", bus)])));
+        drop(self.unsolicited.get_or_create(&labels(&[("bus", bus)])));
+    }
+
+    /// Counts `bytes` discarded on `bus` because they waited before a request.
+    pub(super) fn unsolicited(&self, bus: &str, bytes: u64) {
+        if bytes > 0 {
+            self.unsolicited
+                .get_or_create(&labels(&[("bus", bus)]))
+                .inc_by(bytes);
+        }
     }
 
     /// Counts one poll of `device`; `up` is the breaker's verdict, `active` its alarm points at
