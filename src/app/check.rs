@@ -35,6 +35,26 @@ pub fn check_config(
         }
     };
     write!(out, "{}", summary(&config))?;
+    for w in &config.warnings {
+        let line = w.line.map(|l| format!(":{l}")).unwrap_or_default();
+        writeln!(
+            err,
+            "{}{line}: warning: {}: {}",
+            path.display(),
+            w.path,
+            w.message
+        )?;
+    }
+    let dir = &config.gateway.data_dir;
+    if dir.exists() && !dir.is_dir() {
+        writeln!(
+            err,
+            "{}: gateway.data_dir: {} exists and is not a directory",
+            path.display(),
+            dir.display()
+        )?;
+        return Ok(Verdict::Refused);
+    }
     if let Some(up) = &config.upstream {
         let files = [
             ("ca_file", &up.ca_file),
@@ -50,6 +70,26 @@ pub fn check_config(
                 return Ok(Verdict::Refused);
             }
             writeln!(out, "  TLS: CA, certificate and key load and match")?;
+            let dated = [("ca_file", &up.ca_file), ("cert_file", &up.cert_file)];
+            let mut out_of_date = false;
+            for (key, p) in dated {
+                let Some(why) = out_of_date_now(p) else {
+                    continue;
+                };
+                out_of_date = true;
+                let (label, then) = match strict {
+                    true => ("", ""),
+                    false => ("warning: ", "; `plantgate run` will not connect with it"),
+                };
+                writeln!(
+                    err,
+                    "{}: {label}upstream.{key}: {why}{then}",
+                    path.display()
+                )?;
+            }
+            if out_of_date && strict {
+                return Ok(Verdict::Refused);
+            }
         } else {
             for (key, p) in &missing {
                 writeln!(err, "{}: upstream.{key}: {} does not exist (yet); `plantgate run` will not start without it", path.display(), p.display())?;
@@ -61,6 +101,35 @@ pub fn check_config(
     }
     writeln!(out, "OK")?;
     Ok(Verdict::Usable)
+}
+
+/// Why the first certificate in `file` cannot be used now (expired or not yet valid), if so.
+fn out_of_date_now(file: &Path) -> Option<String> {
+    let (not_before, not_after) = crate::uplink::tls::validity(file)?;
+    let now = crate::record::now_ms() / 1000;
+    if now > not_after {
+        Some(format!(
+            "the certificate in {} expired on {}",
+            file.display(),
+            date(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "the certificate in {} is not valid before {}",
+            file.display(),
+            date(not_before)
+        ))
+    } else {
+        None
+    }
+}
+
+/// `2026-12-01 08:00 UTC`.
+fn date(unix_s: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix_s) {
+        Ok(d) => format!("{} {:02}:{:02} UTC", d.date(), d.hour(), d.minute()),
+        Err(_) => format!("{unix_s} s after 1970"),
+    }
 }
 
 /// The one-screen summary `plantgate check-config` prints.
@@ -111,11 +180,14 @@ pub fn summary(c: &Config) -> String {
             let brokers: Vec<String> = u.brokers.iter().map(|b| b.to_string()).collect();
             let _ = writeln!(
                 s,
-                "  upstream: {} as {}, topics {}/#, {:?}",
+                "  upstream: {} as {}, topics {}/#, {}",
                 brokers.join(", "),
                 u.client_id,
                 u.topic_prefix,
-                u.format
+                match u.format {
+                    crate::record::wire::Format::Cbor => "CBOR",
+                    crate::record::wire::Format::Json => "JSON",
+                }
             );
         }
         None => {
@@ -230,13 +302,89 @@ mod tests {
         std::fs::write(&path, format!("{GATEWAY}{}", upstream(dir.path()))).unwrap();
         let (v, out, err) = run(&path, false);
         assert_eq!(v, Verdict::Usable);
-        assert!(out.contains("  upstream: platform.example.com:8883, backup.example.com:8883 as gw-1, topics plantgate/gw-1/#, Cbor\n"), "{out}");
+        assert!(out.contains("  upstream: platform.example.com:8883, backup.example.com:8883 as gw-1, topics plantgate/gw-1/#, CBOR\n"), "{out}");
         assert!(out.ends_with("OK\n"), "{out}");
         assert_eq!(err.matches("does not exist (yet)").count(), 3, "{err}");
         assert!(err.contains("upstream.key_file"), "{err}");
         let (v, out, _) = run(&path, true);
         assert_eq!(v, Verdict::Refused);
         assert!(!out.contains("OK"), "{out}");
+    }
+
+    #[test]
+    fn an_out_of_date_certificate_warns_with_its_date_and_refuses_when_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::app::pki::Ca::new(dir.path(), "ca").unwrap();
+        let day = time::Duration::days(1);
+        let now = time::OffsetDateTime::now_utc();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, format!("{GATEWAY}{}", upstream(dir.path()))).unwrap();
+        for (valid, words, when) in [
+            ((now - 10 * day, now - day), "expired on", now - day),
+            (
+                (now + day, now + 10 * day),
+                "is not valid before",
+                now + day,
+            ),
+        ] {
+            ca.issue_valid(dir.path(), "gw", &["gw-1"], false, valid)
+                .unwrap();
+            let cert = dir.path().join("gw.crt");
+            let said = format!(
+                "upstream.cert_file: the certificate in {} {words} {} {:02}:{:02} UTC",
+                cert.display(),
+                when.date(),
+                when.hour(),
+                when.minute()
+            );
+            let (v, out, err) = run(&path, false);
+            assert_eq!(v, Verdict::Usable, "{err}");
+            assert!(out.ends_with("OK\n"), "{out}");
+            assert!(err.contains(&format!("warning: {said}")), "{err}");
+            let (v, out, err) = run(&path, true);
+            assert_eq!(v, Verdict::Refused, "{err}");
+            assert!(!out.contains("OK"), "{out}");
+            assert!(err.contains(&said) && !err.contains("warning"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, "").unwrap();
+        let path = dir.path().join("p.toml");
+        let text = GATEWAY.replace("/var/lib/plantgate", file.to_str().unwrap());
+        std::fs::write(&path, text).unwrap();
+        let (v, _, err) = run(&path, false);
+        assert_eq!(v, Verdict::Refused);
+        assert!(
+            err.contains(&format!(
+                "gateway.data_dir: {} exists and is not a directory",
+                file.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn warnings_are_printed_at_their_line_and_do_not_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let text = format!(
+            "{GATEWAY}{}client_id = \"plant-north-gateway-0001\"\n",
+            upstream(dir.path())
+        );
+        std::fs::write(&path, &text).unwrap();
+        let (v, _, err) = run(&path, false);
+        assert_eq!(v, Verdict::Usable);
+        let line = text.lines().count();
+        assert!(
+            err.contains(&format!(
+                "p.toml:{line}: warning: upstream.client_id: \"plant-north-gateway-0001\" is 24 characters"
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -209,7 +209,7 @@ pub struct UpstreamFile {
     pub cert_file: Spanned<PathBuf>,
     pub key_file: Spanned<PathBuf>,
     pub topic_prefix: Option<Spanned<String>>,
-    pub client_id: Option<String>,
+    pub client_id: Option<Spanned<String>>,
     pub keep_alive_s: Option<Spanned<u64>>,
     pub format: Option<Spanned<String>>,
     pub batch_max: Option<Spanned<u64>>,
@@ -226,7 +226,7 @@ pub struct WebFile {
 #[serde(deny_unknown_fields)]
 pub struct LocalBrokerFile {
     pub listen: Spanned<String>,
-    pub topic_prefix: Option<String>,
+    pub topic_prefix: Option<Spanned<String>>,
 }
 
 #[cfg(test)]
