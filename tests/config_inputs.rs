@@ -213,3 +213,22 @@ fn run_exits_78_when_the_page_and_the_local_broker_share_a_port() {
         "{out}"
     );
 }
+
+#[test]
+fn run_exits_78_when_the_local_broker_port_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = dir.path().join("p.toml");
+    let more = format!("[local_broker]\nlisten = \"{addr}\"\n");
+    std::fs::write(&config, gateway(&dir.path().join("data"), &more)).unwrap();
+    let (code, out) = run(&config);
+    assert_eq!(code, EXIT_CONFIG, "{out}");
+    assert!(
+        out.contains(&format!(
+            "error: local_broker.listen: cannot listen on {addr}: "
+        )),
+        "{out}"
+    );
+    drop(taken);
+}

@@ -141,6 +141,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     if let Some(lb) = &config.local_broker {
         let (listen, prefix) = (lb.listen, lb.topic_prefix.clone());
+        // The broker's readiness probe connects to the port, so whatever already listens there
+        // would pass for it: try the port first (released at once; rumqttd binds it next).
+        drop(std::net::TcpListener::bind(listen).map_err(|e| {
+            let e = std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"));
+            ConfigCaused::new("local_broker.listen", e)
+        })?);
         let local =
             tokio::task::spawn_blocking(move || crate::broker::LocalBroker::start(listen, prefix))
                 .await?
