@@ -73,7 +73,8 @@ pub fn check_config(
             let dated = [("ca_file", &up.ca_file), ("cert_file", &up.cert_file)];
             let mut out_of_date = false;
             for (key, p) in dated {
-                let Some(why) = out_of_date_now(p) else {
+                let Some(why) = crate::uplink::tls::out_of_date(p, crate::record::now_ms() / 1000)
+                else {
                     continue;
                 };
                 out_of_date = true;
@@ -101,35 +102,6 @@ pub fn check_config(
     }
     writeln!(out, "OK")?;
     Ok(Verdict::Usable)
-}
-
-/// Why the first certificate in `file` cannot be used now (expired or not yet valid), if so.
-fn out_of_date_now(file: &Path) -> Option<String> {
-    let (not_before, not_after) = crate::uplink::tls::validity(file)?;
-    let now = crate::record::now_ms() / 1000;
-    if now > not_after {
-        Some(format!(
-            "the certificate in {} expired on {}",
-            file.display(),
-            date(not_after)
-        ))
-    } else if now < not_before {
-        Some(format!(
-            "the certificate in {} is not valid before {}",
-            file.display(),
-            date(not_before)
-        ))
-    } else {
-        None
-    }
-}
-
-/// `2026-12-01 08:00 UTC`.
-fn date(unix_s: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix_s) {
-        Ok(d) => format!("{} {:02}:{:02} UTC", d.date(), d.hour(), d.minute()),
-        Err(_) => format!("{unix_s} s after 1970"),
-    }
 }
 
 /// The one-screen summary `plantgate check-config` prints.

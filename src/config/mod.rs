@@ -323,7 +323,7 @@ impl Config {
     pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file: file::File = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: plain_words(e.to_string().trim_end()),
+            message: file::plain_words(e.to_string().trim_end()),
         })?;
         let source = Source {
             path: path.to_owned(),
@@ -341,71 +341,10 @@ impl Config {
     }
 }
 
-/// A parse error in the file's terms: serde names the Rust types it expected (`u64`,
-/// `struct GatewayFile`, `a sequence`); a person wrote TOML numbers, tables and arrays.
-fn plain_words(msg: &str) -> String {
-    let mut out = String::new();
-    let mut rest = msg;
-    while let Some(at) = rest.find("struct ") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + "struct ".len()..];
-        let name_end = after
-            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-            .unwrap_or(after.len());
-        let mut tail = &after[name_end..];
-        // "struct SpoolFile with 3 elements"
-        if let Some(t) = tail.strip_prefix(" with ") {
-            if let Some(end) = t.find(" elements") {
-                tail = &t[end + " elements".len()..];
-            }
-        }
-        out.push_str("a table");
-        rest = tail;
-    }
-    out.push_str(rest);
-    [
-        ("expected a sequence", "expected an array [...]"),
-        ("expected i64", "expected an integer"),
-        ("expected u64", "expected a whole number (0 or more)"),
-        ("expected u32", "expected a whole number 0..=4294967295"),
-        ("expected u16", "expected a whole number 0..=65535"),
-        ("expected u8", "expected a whole number 0..=255"),
-        ("expected f64", "expected a number"),
-    ]
-    .iter()
-    .fold(out, |s, (from, to)| s.replace(from, to))
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_errors_name_no_rust_type() {
-        for (text, said) in [
-            ("gateway = 5", "invalid type: integer `5`, expected a table"),
-            ("spool = []", "invalid length 0, expected a table"),
-            ("bus = 5", "invalid type: integer `5`, expected an array [...]"),
-            (
-                "[gateway]\nid = \"g\"\ndata_dir = \"/x\"\n[[device]]\nname = \"d\"\nbus = \"b\"\nunit = \"one\"\n",
-                "invalid type: string \"one\", expected an integer",
-            ),
-            (
-                "[gateway]\nid = \"g\"\ndata_dir = \"/x\"\n[spool]\nmax_bytes = -5\n",
-                "invalid value: integer `-5`, expected a whole number (0 or more)",
-            ),
-        ] {
-            let e = Config::from_str(text, Path::new("t.toml")).unwrap_err().to_string();
-            assert!(e.ends_with(said), "{text}: {e}");
-            assert!(!e.contains("File") && !e.contains("struct"), "{e}");
-        }
-    }
 }

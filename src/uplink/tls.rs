@@ -90,6 +90,36 @@ pub fn validity(path: &Path) -> Option<(i64, i64)> {
     Some((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
+/// Why the first certificate in `file` cannot be used at `now` (seconds since the epoch):
+/// expired or not yet valid, with the date; `None` if it is valid (or unreadable: loading says
+/// why).
+pub fn out_of_date(file: &Path, now: i64) -> Option<String> {
+    let (not_before, not_after) = validity(file)?;
+    if now > not_after {
+        Some(format!(
+            "the certificate in {} expired on {}",
+            file.display(),
+            date(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "the certificate in {} is not valid before {}",
+            file.display(),
+            date(not_before)
+        ))
+    } else {
+        None
+    }
+}
+
+/// `2026-12-01 08:00 UTC`.
+fn date(unix_s: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix_s) {
+        Ok(d) => format!("{} {:02}:{:02} UTC", d.date(), d.hour(), d.minute()),
+        Err(_) => format!("{unix_s} s after 1970"),
+    }
+}
+
 /// Builds the client configuration: trust only `ca_file`, present `cert_file` with `key_file`.
 pub fn client_config(
     ca_file: &Path,
