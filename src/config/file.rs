@@ -1,7 +1,8 @@
 //! The configuration file as written by a person: serde structs that mirror the TOML exactly.
 //!
 //! Owns key names, defaults that need no judgement, and parse errors in the file's terms.
-//! Must never validate meaning: enum-like keys stay strings here so [`super::validate`] can report every bad one at once, with its line.
+//! Must never validate meaning: enum-like keys stay strings here so [`super::validate`] can
+//! report every bad one at once, with its line.
 //! Every key validation can refuse is [`Spanned`], so a problem names the key's own line, not its
 //! table's header; a default has the empty span `0..0` (defaults are valid, never reported).
 
