@@ -70,11 +70,9 @@ async fn the_status_page_shows_devices_and_a_new_alarm_in_both_languages() {
     let (sim, c) = simulators(2).await;
     let mut text = gateway_toml(&dir.path().join("data"), sim, 2, POLL_MS, "", "");
     text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
-    let running = plantgate::app::start(&config(&text)).await.unwrap();
-    let url = format!("http://{}/", running.web_addr.unwrap());
-    while running.status.devices().iter().any(|d| d.polls == 0) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut gw = Gateway::start(&text).await;
+    let url = format!("http://{}/", gw.web_addr.unwrap());
+    wait_all_polled(&gw).await;
 
     // English for an English browser; every device and point is there; no alarm.
     let u = url.clone();
@@ -157,5 +155,5 @@ async fn the_status_page_shows_devices_and_a_new_alarm_in_both_languages() {
             path.display()
         );
     }
-    running.shutdown().await;
+    gw.shutdown().await;
 }

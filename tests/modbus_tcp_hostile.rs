@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{config, gather, metric, Seen};
+use common::{http_get, metric, Gateway, Seen};
 use plantgate::record::{AlarmLevel, Quality, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -102,15 +102,12 @@ async fn poll_hostile(misdeed: Misdeed, misdeeds: usize) -> (Seen, String) {
         "[gateway]\nid = \"t\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"lan\"\ntcp = {{ address = \"{addr}\" }}\ntimeout_ms = 500\n\
          [[device]]\nname = \"fire\"\nbus = \"lan\"\nunit = 1\npoll_ms = 100\n\
          [[device.point]]\nname = \"st\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nalarm = {{ 0 = \"normal\", 3 = \"fault\" }}\n\
-         [[device.point]]\nname = \"gas\"\ntable = \"input\"\naddress = 1\ntype = \"u16\"\n",
+         [[device.point]]\nname = \"gas\"\ntable = \"input\"\naddress = 1\ntype = \"u16\"\n\
+         [web]\nlisten = \"127.0.0.1:0\"\n",
         dir.path().display()
     );
-    let running = plantgate::app::start(&config(&text)).await.unwrap();
-    let mut tap = running.tap.subscribe();
-    let mut seen = Seen::default();
-    gather(
-        &mut tap,
-        &mut seen,
+    let mut gw = Gateway::start(&text).await;
+    gw.wait_until(
         Duration::from_secs(20),
         "misdeeds done, then three good polls",
         |s| {
@@ -125,10 +122,10 @@ async fn poll_hostile(misdeed: Misdeed, misdeeds: usize) -> (Seen, String) {
         },
     )
     .await;
-    let mut metrics = String::new();
-    prometheus_client::encoding::text::encode(&mut metrics, &running.registry).unwrap();
-    running.shutdown().await;
+    let (_, _, metrics) = http_get(gw.web_addr.unwrap(), "/metrics").await;
+    gw.shutdown().await;
     dev.abort();
+    let seen = std::mem::take(&mut *gw.seen());
     (seen, metrics)
 }
 

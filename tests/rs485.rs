@@ -12,24 +12,14 @@ use std::time::Duration;
 
 use common::*;
 use plantgate::record::{AlarmLevel, Quality, Value};
-use plantgate::sim::{self, server::SimBus, Behaviour, Controller};
+use plantgate::sim::{self, server::SimBus, Behaviour, Controller, GD16_POINTS};
 
-/// A GD-16 gas channel and status block on an RTU bus: two reads of 16 input registers each
-/// (function 04, same length), the case where a late reply to the first could pass for the
-/// second.
+/// GD-16 controllers on an RTU bus: the gas and status blocks are two reads of 16 input
+/// registers each (function 04, same length), the case where a late reply to the first could
+/// pass for the second.
 fn rtu_config(data: &Path, port: &Path, units: &[u8], poll_ms: u64, timeout_ms: u64) -> String {
-    let mut s = format!(
-        "[gateway]\nid = \"gw-test\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"rs485\"\nrtu = {{ port = \"{}\", baud = 19200 }}\ntimeout_ms = {timeout_ms}\n\
-         [[profile]]\nname = \"gd16\"\n\
-         [[profile.point]]\nname = \"ch{{nn}}.gas\"\ntable = \"input\"\naddress = 0\nrepeat = 16\ntype = \"u16\"\nscale = 0.1\n\
-         [[profile.point]]\nname = \"ch{{nn}}.status\"\ntable = \"input\"\naddress = 100\nrepeat = 16\ntype = \"u16\"\nalarm = {{ 0 = \"normal\", 1 = \"low\", 2 = \"high\", 3 = \"fault\" }}\n",
-        data.display(),
-        port.display()
-    );
-    for u in units {
-        s.push_str(&format!("[[device]]\nname = \"gas-{u}\"\nbus = \"rs485\"\nunit = {u}\npoll_ms = {poll_ms}\nprofile = \"gd16\"\n"));
-    }
-    s
+    gd16_bus(data, "rs485", &rtu_line(port), timeout_ms)
+        + &gd16_devices("rs485", units.iter().copied(), poll_ms)
 }
 
 fn serve(path: &Path, bus: SimBus) -> tokio::task::JoinHandle<std::io::Result<()>> {
@@ -45,32 +35,25 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() {
     c.set_concentration(1, 100); // 10.0 %LEL, status 0
     c.set_behaviour(Behaviour::Late(Duration::from_millis(300)));
     let _sim = serve(&pty.sim, SimBus::new([(1, c.clone())]));
-    let cfg = config(&rtu_config(
+    let mut gw = Gateway::start(&rtu_config(
         &dir.path().join("data"),
         &pty.gw,
         &[1],
         100,
         200,
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let mut tap = running.tap.subscribe();
-    let mut seen = Seen::default();
-    gather(
-        &mut tap,
-        &mut seen,
-        Duration::from_secs(10),
-        "polls of the late slave",
-        |s| s.readings.len() >= 32 * 4,
-    )
+    ))
+    .await;
+    gw.wait_until(Duration::from_secs(10), "polls of the late slave", |s| {
+        s.readings.len() >= GD16_POINTS * 4
+    })
     .await;
 
-    // The slave recovers, with new values: 20.0 %LEL and status 1 (low alarm).
-    c.set_behaviour(Behaviour::Normal);
+    // The slave recovers, with new values: 20.0 %LEL and status 1 (low alarm). Everything
+    // gathered before the switch was polled while it was late.
+    let switched = gw.seen().readings.len();
     c.set_concentration(1, 200);
-    let switched = seen.readings.len();
-    gather(
-        &mut tap,
-        &mut seen,
+    c.set_behaviour(Behaviour::Normal);
+    gw.wait_until(
         Duration::from_secs(90),
         "good readings after recovery",
         |s| {
@@ -78,11 +61,12 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() {
                 .iter()
                 .filter(|r| r.sample.quality == Quality::Good)
                 .count()
-                >= 32 * 5
+                >= GD16_POINTS * 5
         },
     )
     .await;
-    running.shutdown().await;
+    gw.shutdown().await;
+    let seen = gw.seen();
 
     for r in &seen.readings[..switched] {
         assert_ne!(
@@ -151,22 +135,21 @@ async fn garbage_and_a_wrong_slave_id_never_yield_good_values() {
             let _ = port.write_all(&frame).await;
         }
     });
-    let cfg = config(&rtu_config(
+    let mut gw = Gateway::start(&rtu_config(
         &dir.path().join("data"),
         &pty.gw,
         &[1],
         100,
         200,
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let mut tap = running.tap.subscribe();
-    let mut seen = Seen::default();
-    gather(&mut tap, &mut seen, Duration::from_secs(20), "polls", |s| {
-        s.readings.len() >= 32 * 6
+    ))
+    .await;
+    gw.wait_until(Duration::from_secs(20), "polls", |s| {
+        s.readings.len() >= GD16_POINTS * 6
     })
     .await;
-    running.shutdown().await;
+    gw.shutdown().await;
     responder.abort();
+    let seen = gw.seen();
     assert!(
         seen.readings
             .iter()
@@ -196,35 +179,25 @@ async fn one_dead_slave_of_four_leaves_the_others_their_poll_rate() {
     let pty = pty_pair(dir.path());
     let units: Vec<(u8, Arc<Controller>)> = (1..=3).map(|u| (u, Controller::gas16())).collect();
     let _sim = serve(&pty.sim, SimBus::new(units));
-    let cfg = config(&rtu_config(
+    let text = rtu_config(
         &dir.path().join("data"),
         &pty.gw,
         &[1, 2, 3, 4],
         POLL_MS,
         250,
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let mut tap = running.tap.subscribe();
-    let mut seen = Seen::default();
+    );
+    let mut gw = Gateway::start(&text).await;
     // let every device get its first poll, then count for RUN
-    gather(
-        &mut tap,
-        &mut seen,
-        Duration::from_secs(10),
-        "first polls",
-        |s| (1..=3).all(|u| s.latest(&format!("gas-{u}"), "ch01.gas").is_some()),
-    )
+    gw.wait_until(Duration::from_secs(10), "first polls", |s| {
+        (1..=3).all(|u| s.latest(&format!("gas-{u}"), "ch01.gas").is_some())
+    })
     .await;
-    let start = seen.readings.len();
-    let deadline = tokio::time::Instant::now() + RUN;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(Ok(s)) = tokio::time::timeout_at(deadline, tap.recv()).await {
-            seen.readings.extend(s.readings.iter().cloned());
-            seen.alarms.extend(s.alarms.iter().cloned());
-        }
-    }
-    running.shutdown().await;
-    let window = &seen.readings[start..];
+    let start = gw.seen().readings.len();
+    gw.gather_for(RUN, "polls for the run").await;
+    let end = gw.seen().readings.len();
+    gw.shutdown().await;
+    let seen = gw.seen();
+    let window = &seen.readings[start..end];
     let expected = RUN.as_millis() as u64 / POLL_MS;
     for u in 1..=3 {
         let polls = window
@@ -293,23 +266,17 @@ async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
     let pty = pty_pair(dir.path());
     let c = Controller::gas16();
     let sim = serve(&pty.sim, SimBus::new([(1, c.clone())]));
-    let cfg = config(&rtu_config(
+    let mut gw = Gateway::start(&rtu_config(
         &dir.path().join("data"),
         &pty.gw,
         &[1],
         200,
         200,
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let mut tap = running.tap.subscribe();
-    let mut seen = Seen::default();
-    gather(
-        &mut tap,
-        &mut seen,
-        Duration::from_secs(10),
-        "good polls",
-        |s| s.readings.iter().any(|r| r.sample.quality == Quality::Good),
-    )
+    ))
+    .await;
+    gw.wait_until(Duration::from_secs(10), "good polls", |s| {
+        s.readings.iter().any(|r| r.sample.quality == Quality::Good)
+    })
     .await;
 
     // The USB adapter is unplugged: the pty pair disappears...
@@ -322,29 +289,24 @@ async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
     assert_eq!((&again.gw, &again.sim), (&gw_path, &sim_path));
     c.set_concentration(1, 77);
     let _sim = serve(&again.sim, SimBus::new([(1, c.clone())]));
-    let before = seen.readings.len();
-    gather(
-        &mut tap,
-        &mut seen,
-        Duration::from_secs(30),
-        "polling to resume",
-        |s| {
-            s.readings[before..].iter().any(|r| {
-                &*r.sample.point == "ch01.gas" && r.sample.value == Some(Value::Float(7.7))
-            })
-        },
-    )
+    let before = gw.seen().readings.len();
+    gw.wait_until(Duration::from_secs(30), "polling to resume", |s| {
+        s.readings[before..]
+            .iter()
+            .any(|r| &*r.sample.point == "ch01.gas" && r.sample.value == Some(Value::Float(7.7)))
+    })
     .await;
-    let down: Vec<&str> = seen.readings[..before]
+    gw.shutdown().await;
+    let seen = gw.seen();
+    let down: Vec<&str> = seen
+        .readings
         .iter()
-        .chain(&seen.readings[before..])
         .map(|r| r.sample.quality.as_str())
         .collect();
     assert!(
         down.contains(&"disconnected") || down.contains(&"timeout") || down.contains(&"offline"),
         "the outage left no trace"
     );
-    running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,32 +318,26 @@ async fn kernel_rs485_mode_on_a_driver_without_it_is_a_clear_error() {
         "baud = 19200 }",
         "baud = 19200, rs485 = { rts_on_send = true, delay_after_send_ms = 1 } }",
     );
-    let running = plantgate::app::start(&config(&text)).await.unwrap();
-    let mut tap = running.tap.subscribe();
-    let mut seen = Seen::default();
-    gather(
-        &mut tap,
-        &mut seen,
-        Duration::from_secs(10),
-        "a poll",
-        |s| !s.readings.is_empty(),
-    )
+    let mut gw = Gateway::start(&text).await;
+    gw.wait_until(Duration::from_secs(10), "a poll", |s| {
+        !s.readings.is_empty()
+    })
     .await;
     // A pty has no RS-485 mode: nothing is read, and the reason is in words.
-    assert!(
-        seen.readings
-            .iter()
-            .all(|r| r.sample.quality == Quality::Disconnected),
-        "{:?}",
-        seen.readings[0]
-    );
-    let error = running.status.devices()[0]
-        .last_error
-        .clone()
-        .unwrap_or_default();
+    {
+        let seen = gw.seen();
+        assert!(
+            seen.readings
+                .iter()
+                .all(|r| r.sample.quality == Quality::Disconnected),
+            "{:?}",
+            seen.readings[0]
+        );
+    }
+    let error = device_error(&gw, 0);
     assert!(
         error.contains("does not support kernel RS-485 mode"),
         "{error}"
     );
-    running.shutdown().await;
+    gw.shutdown().await;
 }

@@ -2,12 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::open_spool;
 use plantgate::config::SpoolSettings;
 use plantgate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
-use plantgate::spool::Spool;
 
 fn settings(max_bytes: u64) -> SpoolSettings {
     SpoolSettings {
@@ -45,7 +46,7 @@ fn poll(alarm: bool) -> DevicePoll {
 fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
     let dir = tempfile::tempdir().unwrap();
     let last_old_seq = {
-        let spool = Spool::open(dir.path(), &settings(64 << 20)).unwrap();
+        let spool = open_spool(dir.path(), &settings(64 << 20)).spool;
         spool.append(&[poll(true)]).unwrap();
         spool.next_seq() - 1
     };
@@ -58,8 +59,7 @@ fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
     std::fs::write(&path, &bytes).unwrap();
     std::thread::sleep(Duration::from_millis(5));
 
-    let spool = Spool::open(dir.path(), &settings(64 << 20))
-        .expect("a damaged spool must not stop the gateway");
+    let s = open_spool(dir.path(), &settings(64 << 20));
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
@@ -71,12 +71,12 @@ fn a_damaged_spool_is_moved_aside_and_a_new_one_numbers_above_the_old() {
         .collect();
     assert_eq!(aside.len(), 1, "the damaged file is kept for inspection");
     assert_eq!(aside[0].metadata().unwrap().len(), bytes.len() as u64);
-    let stored = spool.append(&[poll(false)]).unwrap();
+    let stored = s.spool.append(&[poll(false)]).unwrap();
     assert!(
         stored.readings[0].seq > last_old_seq,
         "sequence numbers went back after replacing the spool"
     );
-    assert_eq!(spool.status().readings, 32);
+    assert_eq!(s.backlog(), 32);
 }
 
 /// A tmpfs of 2 MiB under a spool allowed 64 MiB: the OS says "disk full" long before the
@@ -105,10 +105,10 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
     let _unmount = Unmount(mnt.clone());
 
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let spool = Arc::new(Spool::open(&mnt, &settings(64 << 20)).unwrap());
+    let s = open_spool(&mnt, &settings(64 << 20));
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (tap, mut taps) = tokio::sync::broadcast::channel(4096);
-    let appender = tokio::spawn(plantgate::spool::run_appender(spool.clone(), rx, tap));
+    let appender = tokio::spawn(plantgate::spool::run_appender(s.spool.clone(), rx, tap));
     let mut alarms_sent = 0;
     let mut committed_alarms = 0;
     for i in 0..5000 {
@@ -127,32 +127,37 @@ async fn a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on() {
         .await
         .expect("the appender did not finish")
         .unwrap();
-    let s = spool.clone();
-    tokio::task::spawn_blocking(move || s.close())
+    // What a stopping gateway does last: commit what is still in memory, on a full disk too.
+    let spool = s.spool.clone();
+    tokio::task::spawn_blocking(move || spool.close())
         .await
         .unwrap()
         .expect("the spool closed with every record committed");
     while let Ok(s) = taps.try_recv() {
         committed_alarms += s.alarms.len();
     }
-    let s = spool.status();
-    assert!(s.append_errors > 0, "the disk never filled: {s:?}");
-    assert!(s.evicted_readings > 0, "nothing was evicted: {s:?}");
+    let state = s.state();
+    assert!(s.append_errors() > 0, "the disk never filled: {state}");
+    assert!(s.evicted() > 0, "nothing was evicted: {state}");
     assert_eq!(committed_alarms, alarms_sent, "every alarm was committed");
-    assert_eq!(s.alarms, alarms_sent as u64, "an alarm was evicted: {s:?}");
+    assert_eq!(
+        s.alarms(),
+        alarms_sent as u64,
+        "an alarm was evicted: {state}"
+    );
 }
 
 #[test]
 fn a_drained_backlog_gives_its_disk_back() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), &settings(1 << 30)).unwrap();
+    let s = open_spool(dir.path(), &settings(1 << 30));
+    let spool = &s.spool;
     // an outage's backlog: 960,000 readings
     let polls = vec![poll(false); 200];
     for _ in 0..150 {
         spool.append(&polls).unwrap();
     }
-    let peak = spool.status().bytes;
+    let peak = s.file_bytes();
     assert!(
         peak > 20 << 20,
         "the backlog is too small to matter: {peak}"
@@ -166,8 +171,8 @@ fn a_drained_backlog_gives_its_disk_back() {
         let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
         spool.ack(&keys, &[], &[]).unwrap();
     }
-    let after = spool.status().bytes;
-    assert_eq!(spool.status().readings, 0);
+    let after = s.file_bytes();
+    assert_eq!(s.backlog(), 0);
     assert!(
         after < peak / 8,
         "the file kept {after} of its {peak} bytes"

@@ -7,7 +7,6 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,15 +27,12 @@ async fn run_notifies_ready_feeds_the_watchdog_and_says_stopping() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
 
-    let mut gw = Proc(
-        Command::new(env!("CARGO_BIN_EXE_plantgate"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("NOTIFY_SOCKET", &socket_path)
-            .env("WATCHDOG_USEC", "400000")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
+    let mut gw = plantgate_run(
+        &path,
+        &[
+            ("NOTIFY_SOCKET", socket_path.as_os_str()),
+            ("WATCHDOG_USEC", "400000".as_ref()),
+        ],
     );
     let mut got: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -51,11 +47,7 @@ async fn run_notifies_ready_feeds_the_watchdog_and_says_stopping() {
     // every 200 ms for 5 s while polling makes progress
     assert!(pings >= 15, "only {pings} watchdog pings: {got:?}");
 
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(gw.0.id().to_string())
-        .status();
-    let status = gw.0.wait().unwrap();
+    let status = gw.terminate();
     assert!(status.success(), "{status}");
     let mut rest = Vec::new();
     while let Ok(n) = socket.recv(&mut buf) {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use plantgate::record::{AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
-use plantgate::spool::Spool;
 
 fn synthetic_poll(device: &str, points: usize, alarm: Option<AlarmLevel>) -> DevicePoll {
     let ts = plantgate::record::now_ms();
@@ -55,16 +54,14 @@ async fn every_record_reaches_the_platform_exactly_once() {
         "sync_ms = 20",
         &pki.upstream(port, ""),
     ));
-    let first = next_seq(&cfg);
-
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let board = running.status.clone();
+    let mut gw = Gateway::start(&cfg).await;
+    let first = gw.first_seq;
     wait_for(&platform, Duration::from_secs(20), "2000 readings", |p| {
         p.seen.len() >= 2000
     })
     .await;
-    running.shutdown().await;
-    let next = board.spool().next_seq;
+    gw.shutdown().await;
+    let next = spool_next_seq(&gw);
     wait_for(&platform, Duration::from_secs(10), "every record", |p| {
         p.missing(first..next).is_empty()
     })
@@ -74,12 +71,8 @@ async fn every_record_reaches_the_platform_exactly_once() {
     assert_eq!(p.duplicates(), 0);
     assert_eq!(p.seen.keys().next(), Some(&first));
     assert_eq!(p.seen.keys().last(), Some(&(next - 1)));
-    assert_eq!(
-        board.spool().readings,
-        0,
-        "acknowledged readings are deleted"
-    );
-    assert_eq!(board.spool().alarms, 0);
+    assert_eq!(spool_backlog(&gw), 0, "acknowledged readings are deleted");
+    assert_eq!(spool_alarms(&gw), 0);
     assert!(p.statuses.iter().any(|s| s == "online"), "{:?}", p.statuses);
     let info = p
         .raw
@@ -92,10 +85,10 @@ async fn every_record_reaches_the_platform_exactly_once() {
         Some(cfg.source.sha256.as_str()),
         "{info}"
     );
-    // 2 devices × 16 status points: the start-up state of each, once
+    // 2 devices × 17 alarm points (16 statuses, mains failure): the start-up state of each, once
     assert_eq!(
         p.alarms.iter().filter(|a| a["prev"] == "unknown").count(),
-        32
+        2 * 17
     );
     assert!(
         p.messages
@@ -123,7 +116,7 @@ async fn an_alarm_overtakes_a_large_backlog() {
     ));
     // The backlog: what an outage of a few hours leaves behind.
     {
-        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
+        let spool = open_spool(&cfg.gateway.data_dir, &cfg.spool).spool;
         let polls: Vec<DevicePoll> = (0..100)
             .map(|_| synthetic_poll("old-dev", 100, None))
             .collect();
@@ -132,7 +125,7 @@ async fn an_alarm_overtakes_a_large_backlog() {
         }
     }
     let platform = platform(&pki, port, None);
-    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut gw = Gateway::start(&cfg).await;
     wait_for(
         &platform,
         Duration::from_secs(30),
@@ -172,7 +165,7 @@ async fn an_alarm_overtakes_a_large_backlog() {
         },
     )
     .await;
-    running.shutdown().await;
+    gw.shutdown().await;
     let p = platform.lock().unwrap();
     let alarm = p.alarms.iter().find(|a| a["level"] == "high").unwrap();
     assert_eq!(alarm["pt"], "ch03.status");
@@ -195,40 +188,28 @@ fn upstream(port: u16, ca: &std::path::Path, cert: &plantgate::app::pki::Issued)
 async fn refused(upstream: String, expect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (sim, _c) = simulators(1).await;
-    let cfg = config(&gateway_toml(
+    let mut gw = Gateway::start(&gateway_toml(
         &dir.path().join("data"),
         sim,
         1,
         200,
         "",
         &upstream,
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let error = loop {
-        if let (Some(e), true) = (
-            running.status.uplink().last_error,
-            running.status.spool().readings > 0,
-        ) {
-            break e;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no uplink error reported"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    ))
+    .await;
+    until(Duration::from_secs(20), "an uplink error", || {
+        uplink_error(&gw).is_some() && spool_backlog(&gw) > 0
+    })
+    .await;
+    let error = uplink_error(&gw).unwrap();
     assert!(error.contains(expect), "expected {expect:?} in {error:?}");
     assert_eq!(
-        running.status.uplink().published,
+        uplink_published(&gw),
         0,
         "nothing may be sent over a refused connection"
     );
-    assert!(
-        running.status.spool().readings > 0,
-        "records stay in the spool"
-    );
-    running.shutdown().await;
+    assert!(spool_backlog(&gw) > 0, "records stay in the spool");
+    gw.shutdown().await;
 }
 
 /// Starts rumqttd over mutual TLS with the given server certificate and client CA.
@@ -316,30 +297,29 @@ async fn a_full_spool_evicts_readings_and_keeps_every_alarm() {
         &pki.upstream(port, ""),
     ));
     let mut alarms = 0;
-    let s = {
-        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
+    let kept = {
+        let s = open_spool(&cfg.gateway.data_dir, &cfg.spool);
         for i in 0..400 {
             let polls: Vec<DevicePoll> = (0..10)
                 .map(|j| synthetic_poll("old", 32, ((i + j) % 7 == 0).then_some(AlarmLevel::High)))
                 .collect();
             alarms += polls.iter().map(|p| p.alarms.len()).sum::<usize>();
-            spool.append(&polls).unwrap();
+            s.spool.append(&polls).unwrap();
         }
-        spool.status()
+        assert!(s.evicted() > 0, "nothing was evicted: {}", s.state());
+        assert_eq!(s.alarms(), alarms as u64, "an alarm was evicted");
+        assert_eq!(s.backlog() + s.evicted(), 400 * 10 * 32);
+        assert!(
+            s.file_bytes() <= 1 << 20,
+            "the spool file grew past max_bytes: {}",
+            s.file_bytes()
+        );
+        s.backlog() as usize
     };
-    assert!(s.evicted_readings > 0, "nothing was evicted: {s:?}");
-    assert_eq!(s.alarms, alarms as u64, "an alarm was evicted");
-    assert_eq!(s.readings + s.evicted_readings, 400 * 10 * 32);
-    assert!(
-        s.bytes <= 1 << 20,
-        "the spool file grew past max_bytes: {}",
-        s.bytes
-    );
 
     // Everything that was kept reaches the platform, every alarm among it.
     let platform = platform(&pki, port, None);
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let kept = s.readings as usize;
+    let mut gw = Gateway::start(&cfg).await;
     wait_for(
         &platform,
         Duration::from_secs(30),
@@ -355,7 +335,7 @@ async fn a_full_spool_evicts_readings_and_keeps_every_alarm() {
         },
     )
     .await;
-    running.shutdown().await;
+    gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,15 +347,15 @@ async fn python_cbor2_decodes_what_we_send() {
     let (sim, c) = simulators(1).await;
     c[0].set_concentration(1, 123);
     c[0].set_concentration(2, 450);
-    let cfg = config(&gateway_toml(
+    let text = gateway_toml(
         &dir.path().join("data"),
         sim,
         1,
         200,
         "",
         &pki.upstream(port, ""),
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
+    );
+    let mut gw = Gateway::start(&text).await;
     wait_for(
         &platform,
         Duration::from_secs(20),
@@ -386,7 +366,7 @@ async fn python_cbor2_decodes_what_we_send() {
         },
     )
     .await;
-    running.shutdown().await;
+    gw.shutdown().await;
     let (readings, alarm) = {
         let p = platform.lock().unwrap();
         let r = p
@@ -462,15 +442,15 @@ async fn the_second_broker_takes_over_when_the_first_is_down() {
             primary.port, secondary.port
         ),
     );
-    let cfg = config(&gateway_toml(
+    let mut gw = Gateway::start(&gateway_toml(
         &dir.path().join("data"),
         sim,
         1,
         100,
         "",
         &up,
-    ));
-    let running = plantgate::app::start(&cfg).await.unwrap();
+    ))
+    .await;
     wait_for(
         &platform,
         Duration::from_secs(30),
@@ -479,8 +459,8 @@ async fn the_second_broker_takes_over_when_the_first_is_down() {
     )
     .await;
     assert_eq!(
-        running.status.uplink().connected_to,
+        uplink_connected(&gw),
         Some(format!("localhost:{}", secondary.port))
     );
-    running.shutdown().await;
+    gw.shutdown().await;
 }

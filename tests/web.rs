@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use plantgate::record::{AlarmLevel, DevicePoll, Quality, Sample, Value};
-use plantgate::spool::Spool;
+use plantgate::sim::GD16_POINTS;
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let (status, head, body) = http_get(addr, "/metrics").await;
@@ -65,7 +65,7 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
     let cfg = config(&text);
     // A spool at its limit: what the next polls add must evict.
     {
-        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
+        let spool = open_spool(&cfg.gateway.data_dir, &cfg.spool).spool;
         let ts = plantgate::record::now_ms();
         let poll = DevicePoll {
             device: "old".into(),
@@ -86,42 +86,36 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
             .is_empty()
         {}
         drop(spool);
-        let spool = Spool::open(&cfg.gateway.data_dir, &cfg.spool).unwrap();
-        while spool.status().evicted_readings == 0 {
-            spool.append(&vec![poll.clone(); 20]).unwrap();
+        let s = open_spool(&cfg.gateway.data_dir, &cfg.spool);
+        while s.evicted() == 0 {
+            s.spool.append(&vec![poll.clone(); 20]).unwrap();
         }
     }
     proxy.cut(); // the platform is unreachable from the start
-    let running = plantgate::app::start(&cfg).await.unwrap();
-    let addr = running.web_addr.unwrap();
+    let mut gw = Gateway::start(&cfg).await;
+    let addr = gw.web_addr.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = scrape(addr).await;
     promtool_check(&before);
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while running.status.uplink().acked_records == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the uplink never delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(Duration::from_secs(30), "the uplink to deliver", || {
+        uplink_acked(&gw) > 0
+    })
+    .await;
     proxy.cut(); // and an outage: the connection drops and is made again
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.restore();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while running.status.uplink().reconnects < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no reconnect after the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        Duration::from_secs(30),
+        "a reconnect after the outage",
+        || uplink_reconnects(&gw) >= 2,
+    )
+    .await;
     let after = scrape(addr).await;
     promtool_check(&after);
-    running.shutdown().await;
+    gw.shutdown().await;
 
     let m = |t: &str, k: &str| metric(t, k).unwrap_or_else(|| panic!("no {k} in:\n{t}"));
     let moved = |k: &str| {
@@ -135,7 +129,7 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
         m(
             &before,
             r#"plantgate_poll_errors_total{device="gas-9",kind="timeout"}"#
-        ) >= 2.0 * 32.0
+        ) >= 2.0 * GD16_POINTS as f64
     );
     moved(r#"plantgate_poll_errors_total{device="gas-9",kind="offline"}"#);
     moved("plantgate_spool_evicted_readings_total");
@@ -166,7 +160,7 @@ async fn metrics_are_valid_and_move_with_polls_errors_outages_and_evictions() {
         m(
             &after,
             r#"plantgate_poll_alarm_events_total{level="normal"}"#
-        ) >= 16.0
+        ) >= 17.0
     );
     assert!(m(&after, "plantgate_uplink_certificate_expiry_seconds") > 86_400.0);
     assert!(m(&after, r#"plantgate_poll_bus_utilisation_ratio{bus="tcp"}"#) > 0.0);
@@ -194,8 +188,8 @@ async fn status_api_probes_and_headers_show_state_and_no_secrets() {
         &pki.upstream(broker, ""),
     );
     text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
-    let running = plantgate::app::start(&config(&text)).await.unwrap();
-    let addr = running.web_addr.unwrap();
+    let mut gw = Gateway::start(&text).await;
+    let addr = gw.web_addr.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
         let (code, _, body) = http_get(addr, "/api/status").await;
@@ -267,7 +261,7 @@ async fn status_api_probes_and_headers_show_state_and_no_secrets() {
             "{path} leaks key material"
         );
     }
-    running.shutdown().await;
+    gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +274,7 @@ async fn the_local_broker_mirrors_live_readings_and_alarms() {
     text.push_str(&format!(
         "[local_broker]\nlisten = \"127.0.0.1:{port}\"\ntopic_prefix = \"plant/a\"\n"
     ));
-    let running = plantgate::app::start(&config(&text)).await.unwrap();
+    let mut gw = Gateway::start(&text).await;
 
     let mut opts = MqttOptions::new("hmi", "127.0.0.1", port);
     opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -306,7 +300,7 @@ async fn the_local_broker_mirrors_live_readings_and_alarms() {
             if p.topic == "plant/a/readings" {
                 readings += 1;
                 assert_eq!(v["hist"], false);
-                assert_eq!(v["readings"].as_array().unwrap().len(), 32);
+                assert_eq!(v["readings"].as_array().unwrap().len(), GD16_POINTS);
                 if !raised {
                     c[0].set_concentration(7, 250);
                     raised = true;
@@ -321,5 +315,5 @@ async fn the_local_broker_mirrors_live_readings_and_alarms() {
         (low["pt"].as_str(), low["prev"].as_str()),
         (Some("ch07.status"), Some("normal"))
     );
-    running.shutdown().await;
+    gw.shutdown().await;
 }

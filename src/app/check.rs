@@ -105,6 +105,9 @@ pub fn check_config(
 }
 
 /// The one-screen summary `plantgate check-config` prints.
+/// Above this share of a line's time, check-config warns that polls will fall behind.
+const LINE_LOAD_WARN: f64 = 0.8;
+
 pub fn summary(c: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -130,15 +133,37 @@ pub fn summary(c: &Config) -> String {
         for d in c.devices.iter().filter(|d| d.bus == b) {
             let alarms = d.points.iter().filter(|p| p.alarm.is_some()).count();
             let reads = crate::poll::plan::plan(&d.points, bus.max_gap).len();
+            let fast = if d.alarm_poll < d.poll {
+                format!(", alarm points every {} ms", d.alarm_poll.as_millis())
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "    device {} unit {}: {} points ({alarms} alarm points) in {reads} read{} every {} ms",
+                "    device {} unit {}: {} points ({alarms} alarm points) in {reads} read{} every {} ms{fast}",
                 d.name,
                 d.unit,
                 d.points.len(),
                 if reads == 1 { "" } else { "s" },
                 d.poll.as_millis()
             );
+        }
+        if let Some(load) =
+            crate::poll::budget::line_load(bus, c.devices.iter().filter(|d| d.bus == b))
+        {
+            let _ = writeln!(
+                s,
+                "    line load: about {:.0} % of the line's time",
+                load * 100.0
+            );
+            if load > LINE_LOAD_WARN {
+                let _ = writeln!(
+                    s,
+                    "    warning: bus {}: these cadences need about {:.0} % of the line; polls will fall behind (slow poll_ms or alarm_poll_ms down, raise the baud rate, or split the line)",
+                    bus.name,
+                    load * 100.0
+                );
+            }
         }
     }
     let _ = writeln!(
@@ -232,6 +257,33 @@ mod tests {
     }
 
     #[test]
+    fn an_overloaded_line_is_warned_about() {
+        let config = |poll_ms: u64, alarm_poll: &str| {
+            let mut text = String::from(
+                "[gateway]\nid = \"g\"\ndata_dir = \"/tmp/x\"\n\
+                 [[bus]]\nname = \"slow\"\nrtu = { port = \"/dev/ttyUSB0\", baud = 9600 }\n",
+            );
+            for u in 1..=12 {
+                text += &format!(
+                    "[[device]]\nname = \"d{u}\"\nbus = \"slow\"\nunit = {u}\npoll_ms = {poll_ms}\n{alarm_poll}\
+                     [[device.point]]\nname = \"ch{{nn}}\"\ntable = \"input\"\naddress = 100\nrepeat = 16\n\
+                     type = \"u16\"\nalarm = {{ 0 = \"normal\", 1 = \"high\" }}\n"
+                );
+            }
+            Config::from_str(&text, Path::new("x.toml")).unwrap()
+        };
+        // twelve 16-channel controllers whose alarm points are read every 200 ms at 9600 baud
+        let s = summary(&config(1000, "alarm_poll_ms = 200\n"));
+        assert!(
+            s.contains("warning: bus slow: these cadences need about"),
+            "{s}"
+        );
+        // the same controllers polled every 5 s fit
+        let s = summary(&config(5000, ""));
+        assert!(!s.contains("warning"), "{s}");
+    }
+
+    #[test]
     fn summary_names_every_bus_device_and_read_plan() {
         let c = Config::from_str(GATEWAY, Path::new("/etc/plantgate.toml")).unwrap();
         let s = summary(&c);
@@ -244,6 +296,7 @@ mod tests {
                 "  bus line-1: RTU /dev/ttyUSB0 19200 8E1, timeout 1000 ms",
                 // input 0..=1 is one read, discrete 7 another
                 "    device gas-1 unit 3: 3 points (2 alarm points) in 2 reads every 500 ms",
+                "    line load: about 5 % of the line's time",
                 "  bus lan: TCP 10.0.0.5:502, timeout 300 ms",
                 "    device fire unit 0: 1 points (0 alarm points) in 1 read every 1000 ms",
                 "  spool: commit every 100 ms, at most 512 MiB",

@@ -120,30 +120,8 @@ name = "converter-1"          # a Modbus TCP converter with an RS-485 line behin
 tcp = {{ address = "{modbus}" }}
 timeout_ms = 500
 
-[[profile]]                    # GD-16: 16-channel gas-detection controller
-name = "gd16"
-[[profile.point]]
-name = "ch{{nn}}.gas"
-table = "input"
-address = 0
-repeat = 16
-type = "u16"
-scale = 0.1
-unit = "%LEL"
-[[profile.point]]
-name = "ch{{nn}}.status"
-table = "input"
-address = 100
-repeat = 16
-type = "u16"
-alarm = {{ 0 = "normal", 1 = "low", 2 = "high", 3 = "fault" }}
-[[profile.point]]
-name = "mains_failure"
-table = "discrete"
-address = 0
-type = "bool"
-alarm = true
-
+# GD-16: 16-channel gas-detection controller (crate::sim::GD16_PROFILE)
+{profile}
 [[device]]
 name = "gas-1"
 bus = "converter-1"
@@ -180,6 +158,7 @@ keep_alive_s = 15
         ca = certs.ca.display(),
         cert = certs.gateway.cert_file.display(),
         key = certs.gateway.key_file.display(),
+        profile = crate::sim::GD16_PROFILE,
     )
 }
 

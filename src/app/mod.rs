@@ -59,8 +59,10 @@ pub struct Running {
     /// Every component's metrics, as `/metrics` serves them.
     pub registry: Arc<Registry>,
     pub spool: Arc<Spool>,
-    /// Every committed record, numbered, for live consumers (best effort: a slow one lags).
+    /// Every captured record, numbered, for live consumers (best effort: a slow one lags).
     pub tap: broadcast::Sender<Arc<Stored>>,
+    /// A receiver subscribed before the first poll, so whoever takes it misses nothing.
+    first_tap: Option<broadcast::Receiver<Arc<Stored>>>,
     poll_cancel: CancellationToken,
     uplink_cancel: CancellationToken,
     pollers: JoinSet<()>,
@@ -112,7 +114,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
 
     let (tx, rx) = mpsc::channel(POLL_QUEUE);
-    let (tap, _) = broadcast::channel(256);
+    let (tap, first_tap) = broadcast::channel(1024);
     let appender = tokio::spawn(spool::run_appender(spool.clone(), rx, tap.clone()));
 
     let poll_cancel = CancellationToken::new();
@@ -184,6 +186,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         registry,
         spool,
         tap,
+        first_tap: Some(first_tap),
         poll_cancel,
         uplink_cancel,
         pollers,
@@ -196,6 +199,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
+    /// The tap as it was before the first poll (once; later callers subscribe to `tap`).
+    pub fn take_first_tap(&mut self) -> Option<broadcast::Receiver<Arc<Stored>>> {
+        self.first_tap.take()
+    }
+
     /// Stops in order: pollers, then the spool's task (ends when its input closes), then the
     /// uplink (a grace period for acknowledgements), then the spool's clean close.
     pub async fn shutdown(mut self) {

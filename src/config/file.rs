@@ -117,6 +117,8 @@ pub struct DeviceFile {
     pub bus: Spanned<String>,
     pub unit: Spanned<i64>,
     pub poll_ms: Option<Spanned<u64>>,
+    /// The alarm points' own, faster cadence (defaults to `poll_ms`).
+    pub alarm_poll_ms: Option<Spanned<u64>>,
     pub profile: Option<Spanned<String>>,
     #[serde(default)]
     pub point: Vec<Spanned<PointFile>>,

@@ -106,6 +106,8 @@ pub struct Device {
     pub bus: usize,
     pub unit: u8,
     pub poll: Duration,
+    /// How often the alarm points are read: `poll` unless `alarm_poll_ms` makes it faster.
+    pub alarm_poll: Duration,
     pub points: Vec<Point>,
 }
 

@@ -9,6 +9,7 @@
 //! client).
 
 pub mod breaker;
+pub mod budget;
 pub mod decode;
 pub mod plan;
 pub mod rs485;
@@ -34,7 +35,11 @@ struct Polled {
     /// Index of the device on this bus (for its status).
     index: usize,
     blocks: Vec<Block>,
+    /// The reads of the alarm points alone, when they have a faster cadence of their own.
+    alarm_blocks: Vec<Block>,
     next_due: Instant,
+    /// When the alarm points alone are due next (`None`: no cadence of their own).
+    next_alarm_due: Option<Instant>,
     /// Last known level of each point (`None`: not an alarm point, or not read yet).
     levels: Vec<Option<AlarmLevel>>,
     breaker: breaker::Breaker,
@@ -75,13 +80,19 @@ impl BusPoller {
         let devices = devices
             .into_iter()
             .enumerate()
-            .map(|(index, device)| Polled {
-                blocks: plan::plan(&device.points, bus.max_gap),
-                levels: vec![None; device.points.len()],
-                breaker: breaker::Breaker::default(),
-                device,
-                index,
-                next_due: now,
+            .map(|(index, device)| {
+                let alarm_blocks = plan::plan_alarm_points(&device.points, bus.max_gap);
+                let own_cadence = device.alarm_poll < device.poll && !alarm_blocks.is_empty();
+                Polled {
+                    blocks: plan::plan(&device.points, bus.max_gap),
+                    alarm_blocks,
+                    levels: vec![None; device.points.len()],
+                    breaker: breaker::Breaker::default(),
+                    device,
+                    index,
+                    next_due: now,
+                    next_alarm_due: own_cadence.then_some(now),
+                }
             })
             .collect();
         BusPoller {
@@ -103,14 +114,16 @@ impl BusPoller {
         let mut line = Line::new(&self.bus);
         tracing::info!(bus = %self.bus.name, line = %line.describe(), devices = self.devices.len(), "bus polling");
         loop {
-            let Some(next) = self.devices.iter_mut().min_by_key(|d| d.next_due) else {
+            let Some(next) = self.devices.iter_mut().min_by_key(|d| d.due()) else {
                 cancel.cancelled().await;
                 return;
             };
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = sleep_until(next.next_due) => {}
+                () = sleep_until(next.due()) => {}
             }
+            // The whole device when its poll is due, else only its alarm points.
+            let full = next.next_due <= Instant::now();
             let started = Instant::now();
             // A poll may wait out the line's reopen backoff: stopping must not wait for it.
             let Outcome {
@@ -119,7 +132,7 @@ impl BusPoller {
                 first_error,
             } = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = poll_device(&mut line, next) => r,
+                r = poll_device(&mut line, next, full) => r,
             };
             let elapsed = started.elapsed();
             self.metrics
@@ -134,23 +147,13 @@ impl BusPoller {
                 }
                 poll.alarms.push(breaker::state_change(online, now_ms()));
             }
-            next.next_due = if next.breaker.is_offline() {
+            if next.breaker.is_offline() {
                 for s in &mut poll.samples {
                     s.quality = Quality::Offline;
                     s.value = None;
                 }
-                now + next
-                    .breaker
-                    .probe_delay(next.device.poll, rand::random_range(0.8..1.2))
-            } else {
-                // Keep the cadence, but never try to catch up with a burst after a slow poll.
-                (next.next_due + next.device.poll).max(now)
-            };
-            if timed_out {
-                // A late reply may still be on its way: ask this unit again only after it had
-                // as long again to arrive (the line is reopened and flushed before that).
-                next.next_due = next.next_due.max(now + self.bus.timeout);
             }
+            next.schedule(full, now, timed_out.then_some(self.bus.timeout));
             let active = next
                 .levels
                 .iter()
@@ -174,13 +177,53 @@ impl BusPoller {
     }
 }
 
-/// Polls one device, block by block.
-async fn poll_device(line: &mut Line, d: &mut Polled) -> Outcome {
+impl Polled {
+    /// When this device needs the line next.
+    fn due(&self) -> Instant {
+        self.next_alarm_due
+            .map_or(self.next_due, |a| a.min(self.next_due))
+    }
+
+    /// Plans the next polls after one that ended at `now` (`full`: the whole device, else only
+    /// its alarm points). Keeps each cadence without catching up in a burst after a slow poll;
+    /// an offline device is only probed, with backoff; after a timeout (`late`: the bus's
+    /// timeout) the unit is asked again only after it had as long again to answer, since a late
+    /// reply may still be on its way (the line is reopened and flushed before that).
+    fn schedule(&mut self, full: bool, now: Instant, late: Option<std::time::Duration>) {
+        if self.breaker.is_offline() {
+            self.next_due = now
+                + self
+                    .breaker
+                    .probe_delay(self.device.poll, rand::random_range(0.8..1.2));
+            self.next_alarm_due = self.next_alarm_due.map(|_| self.next_due);
+        } else {
+            if full {
+                self.next_due = (self.next_due + self.device.poll).max(now);
+            }
+            let alarm_poll = self.device.alarm_poll;
+            self.next_alarm_due = self.next_alarm_due.map(|a| {
+                if full {
+                    now + alarm_poll
+                } else {
+                    (a + alarm_poll).max(now)
+                }
+            });
+        }
+        if let Some(t) = late {
+            self.next_due = self.next_due.max(now + t);
+            self.next_alarm_due = self.next_alarm_due.map(|a| a.max(now + t));
+        }
+    }
+}
+
+/// Polls one device, block by block: all of it when `full`, else only its alarm points.
+async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
     let points = &d.device.points;
     let mut samples: Vec<Option<Sample>> = vec![None; points.len()];
     let mut timed_out = false;
     let mut first_error = None;
-    for block in &d.blocks {
+    let blocks = if full { &d.blocks } else { &d.alarm_blocks };
+    for block in blocks {
         let ts_ms = now_ms();
         // After a timeout the device's late reply could be taken for the answer to the next
         // block (same unit, function and length): the rest of this poll is not sent.
@@ -226,8 +269,8 @@ async fn poll_device(line: &mut Line, d: &mut Polled) -> Outcome {
             });
         }
     }
-    let samples: Vec<Sample> = samples.into_iter().flatten().collect();
     let alarms = alarm_changes(&d.device, &mut d.levels, &samples);
+    let samples: Vec<Sample> = samples.into_iter().flatten().collect();
     Outcome {
         poll: DevicePoll {
             device: d.device.name.clone(),
@@ -255,10 +298,11 @@ pub fn quality_of(e: &ReadError) -> Quality {
 fn alarm_changes(
     device: &Device,
     levels: &mut [Option<AlarmLevel>],
-    samples: &[Sample],
+    samples: &[Option<Sample>],
 ) -> Vec<AlarmChange> {
     let mut out = Vec::new();
     for (i, (p, s)) in device.points.iter().zip(samples).enumerate() {
+        let Some(s) = s else { continue };
         let (Some(map), Some(v)) = (&p.alarm, s.value) else {
             continue;
         };
@@ -296,6 +340,7 @@ mod tests {
             bus: 0,
             unit: 1,
             poll: Duration::from_secs(1),
+            alarm_poll: Duration::from_secs(1),
             points: vec![Point {
                 name: "st".into(),
                 table: Table::Input,
@@ -310,8 +355,8 @@ mod tests {
         }
     }
 
-    fn sample(v: Option<i64>) -> Vec<Sample> {
-        vec![Sample {
+    fn sample(v: Option<i64>) -> Vec<Option<Sample>> {
+        vec![Some(Sample {
             point: "st".into(),
             ts_ms: 1,
             value: v.map(Value::Int),
@@ -320,7 +365,7 @@ mod tests {
             } else {
                 Quality::Timeout
             },
-        }]
+        })]
     }
 
     #[test]

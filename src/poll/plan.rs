@@ -56,6 +56,22 @@ pub fn plan(points: &[Point], max_gap: u16) -> Vec<Block> {
     blocks
 }
 
+/// Plans the reads of the alarm points of `points` alone (for their own cadence); the blocks
+/// carry indices into `points`.
+pub fn plan_alarm_points(points: &[Point], max_gap: u16) -> Vec<Block> {
+    let index: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].alarm.is_some())
+        .collect();
+    let alarm: Vec<Point> = index.iter().map(|&i| points[i].clone()).collect();
+    let mut blocks = plan(&alarm, max_gap);
+    for b in &mut blocks {
+        for (i, _) in &mut b.points {
+            *i = index[*i];
+        }
+    }
+    blocks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +137,21 @@ mod tests {
             .collect();
         let b = plan(&pts, 0);
         assert_eq!(b.iter().map(|b| b.count).collect::<Vec<_>>(), vec![124, 2]);
+    }
+
+    #[test]
+    fn alarm_points_alone_are_planned_with_their_indices_in_the_device() {
+        let mut pts: Vec<Point> = (0..4).map(|a| pt(Table::Input, a, Kind::U16)).collect();
+        pts.push(pt(Table::Input, 100, Kind::U16));
+        pts.push(pt(Table::Input, 101, Kind::U16));
+        for p in &mut pts[4..] {
+            p.alarm = Some(crate::config::AlarmMap::Bool);
+        }
+        let b = plan_alarm_points(&pts, 0);
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].start, b[0].count), (100, 2));
+        assert_eq!(b[0].points, vec![(4, 0), (5, 1)]);
+        assert!(plan_alarm_points(&pts[..4], 0).is_empty());
     }
 
     #[test]

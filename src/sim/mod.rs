@@ -4,12 +4,12 @@
 //! drifting concentrations and leak events ([`drift`]), and serving it over Modbus TCP or RTU
 //! ([`server`]). Must never be reachable from `plantgate run`: it exists for the demo and tests.
 //!
-//! Register map of the simulated "GD-16" controller (also `config/gd16-rs485.toml`):
+//! Register map of the simulated "GD-16" controller (also [`GD16_PROFILE`]):
 //! - input registers 0..=15: gas concentration of channel 1..=16, in 0.1 %LEL (u16)
 //! - input registers 100..=115: channel status: 0 normal, 1 low alarm, 2 high alarm, 3 fault
 //! - discrete input 0: mains power failure (true = running on battery)
 //! - holding registers 200, 201: low and high alarm thresholds, in 0.1 %LEL (default 200, 400)
-//! - holding register 300: requests answered so far (wrapping), counted before each answer
+//! - holding register 60000: requests answered so far (wrapping), counted before each answer
 //!
 //! Any other address answers with exception 0x02 (illegal data address), as real controllers do.
 
@@ -21,6 +21,13 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// The GD-16 register map as a configuration `[[profile]]` named `gd16`: 16 gas channels, 16
+/// channel statuses and mains failure (33 points). The one copy: the demo, the tests and the
+/// shipped example `config/gd16-rs485.toml` (checked by a test) all use this text.
+pub const GD16_PROFILE: &str = include_str!("../../config/gd16-profile.toml");
+/// Points a device with the [`GD16_PROFILE`] reports per poll.
+pub const GD16_POINTS: usize = 33;
+
 pub const CHANNELS: u16 = 16;
 pub const CONC_BASE: u16 = 0;
 pub const STATUS_BASE: u16 = 100;
@@ -28,7 +35,7 @@ pub const THRESHOLD_LOW: u16 = 200;
 pub const THRESHOLD_HIGH: u16 = 201;
 /// Holding register counting the requests this unit answered (wrapping u16): a test that reads
 /// it finds every poll that was read from the device but never delivered.
-pub const REQUEST_COUNTER: u16 = 300;
+pub const REQUEST_COUNTER: u16 = 60_000;
 
 /// How a simulated unit behaves on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,6 +167,26 @@ pub async fn drift(c: Arc<Controller>, first_leak: Duration, leak_every: Duratio
             for i in 1..=CHANNELS {
                 c.set_concentration(i, baseline[usize::from(i - 1)]);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example carries the profile verbatim, and only it, so it cannot drift from
+    /// what the simulator answers.
+    #[test]
+    fn the_shipped_example_holds_exactly_the_gd16_profile() {
+        let example = include_str!("../../config/gd16-rs485.toml");
+        assert!(example.contains(GD16_PROFILE), "config/gd16-rs485.toml");
+        assert_eq!(example.matches("[[profile]]").count(), 1);
+        assert_eq!(example.matches("[[profile.point]]").count(), 3);
+        let cfg = crate::config::Config::from_str(example, std::path::Path::new("gd16.toml"))
+            .expect("the example parses");
+        for d in &cfg.devices {
+            assert_eq!(d.points.len(), GD16_POINTS, "{}", d.name);
         }
     }
 }

@@ -310,7 +310,8 @@ impl Uplink {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
-                    self.drain(&client, &mut events, &mut window, &mut acks).await;
+                    let lanes = connected_at.is_some().then_some(&mut lanes);
+                    self.drain(&client, &mut events, &mut window, &mut acks, lanes).await;
                     break End::Cancelled;
                 }
                 Some(r) = join_running(&mut acks.running), if acks.running.is_some() => report(r),
@@ -467,21 +468,39 @@ impl Uplink {
         Ok(None)
     }
 
-    /// On shutdown: collect outstanding PUBACKs for a short grace period, say `offline`, leave.
+    /// On shutdown, within [`SHUTDOWN_GRACE`]: publish what is still pending (the pollers have
+    /// stopped, so that is bounded), collect the PUBACKs, say `offline` (QoS 1, retained),
+    /// disconnect. What is not acknowledged by then stays in the spool for the next start.
     async fn drain(
         &self,
         client: &AsyncClient,
         events: &mut EventLoop,
         window: &mut Window,
         acks: &mut Acks,
+        lanes: Option<&mut Lanes>,
     ) {
         let deadline = Instant::now() + SHUTDOWN_GRACE;
-        let mut leaving = false;
+        let mut lanes = lanes;
+        let mut offline_sent = false;
         loop {
-            if window.outstanding() == 0 && !leaving {
-                let _ = client.try_publish(self.topic("status"), QoS::AtMostOnce, true, "offline");
-                let _ = client.try_disconnect();
-                leaving = true;
+            if let Some(l) = lanes.as_deref_mut() {
+                if self.fill(client, window, l).is_err() {
+                    lanes = None;
+                }
+            }
+            if window.outstanding() == 0 {
+                if offline_sent || lanes.is_none() {
+                    let _ = client.try_disconnect();
+                } else if client
+                    .try_publish(self.topic("status"), QoS::AtLeastOnce, true, "offline")
+                    .is_ok()
+                {
+                    window.sent(Carried::Status);
+                    offline_sent = true;
+                    continue;
+                } else {
+                    let _ = client.try_disconnect();
+                }
             }
             match tokio::time::timeout_at(deadline, events.poll()).await {
                 Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => window.on_outgoing(pkid),

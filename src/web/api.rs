@@ -89,6 +89,7 @@ pub fn status(st: &Status) -> Value {
     let sp = st.spool();
     let id = &st.identity;
     let snapshots = st.buses();
+    let written = crate::metrics::process_write_bytes();
     let mut active = Vec::new();
     let buses: Vec<Value> = snapshots
         .iter()
@@ -132,6 +133,11 @@ pub fn status(st: &Status) -> Value {
             "oldest_age_s": sp.oldest_ts_ms.map(|t| (now - t).max(0) / 1000),
             "evicted_readings": sp.evicted_readings,
             "append_errors": sp.append_errors,
+            "head_readings": sp.head_readings,
+            "gaps": sp.gaps,
+            // what the process wrote to storage since start: the flash-wear figure
+            "written_bytes": written,
+            "written_bytes_per_day": written.map(|w| w / id.started.elapsed().as_secs_f64().max(1.0) * 86_400.0),
         },
         "active_alarms": active,
         "buses": buses,

@@ -50,12 +50,21 @@ pub(super) fn validate_devices(cx: &mut Ctx, file: &File, buses: &[Bus]) -> Vec<
                 format!("{poll_ms}: expected 50..=3600000"),
             );
         }
+        let (alarm_poll_ms, at) = value_or(d.alarm_poll_ms.as_ref(), poll_ms, span.clone());
+        if d.alarm_poll_ms.is_some() && !(50..=poll_ms.max(50)).contains(&alarm_poll_ms) {
+            cx.err(
+                at,
+                format!("{p}.alarm_poll_ms"),
+                format!("{alarm_poll_ms}: expected 50..={poll_ms} (at most the device's poll_ms)"),
+            );
+        }
         let points = points(cx, span, &p, d, file, &profiles);
         out.push(Device {
             name: Arc::from(name),
             bus: bus.unwrap_or(0),
             unit: u8::try_from(*d.unit.get_ref()).unwrap_or(0),
             poll: Duration::from_millis(poll_ms),
+            alarm_poll: Duration::from_millis(alarm_poll_ms.min(poll_ms)),
             points,
         });
     }
@@ -272,6 +281,34 @@ mod tests {
         assert_eq!(
             refused(&text),
             ["4: device[0].unit: 256: expected 0..=255 on a TCP bus"]
+        );
+    }
+
+    #[test]
+    fn alarm_points_may_be_read_faster_but_never_slower() {
+        let text = with(&device(
+            "gas-1",
+            "line-1",
+            1,
+            &format!("poll_ms = 1000\nalarm_poll_ms = 250\n{POINT}"),
+        ));
+        let c = check(&text).unwrap();
+        assert_eq!(
+            (c.devices[0].poll, c.devices[0].alarm_poll),
+            (Duration::from_secs(1), Duration::from_millis(250))
+        );
+        // unset: the device's own cadence
+        let c = check(&with(&device("gas-1", "line-1", 1, POINT))).unwrap();
+        assert_eq!(c.devices[0].alarm_poll, c.devices[0].poll);
+        let text = with(&device(
+            "gas-1",
+            "line-1",
+            1,
+            &format!("poll_ms = 1000\nalarm_poll_ms = 2000\n{POINT}"),
+        ));
+        assert_eq!(
+            refused(&text),
+            ["6: device[0].alarm_poll_ms: 2000: expected 50..=1000 (at most the device's poll_ms)"]
         );
     }
 

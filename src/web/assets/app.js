@@ -8,7 +8,8 @@ const T = {
     not_configured: "No upstream configured", endpoint: "Broker", since: "Since", last_ack: "Last acknowledgement",
     last_error: "Last error", cert: "Certificate expires", days: "days", cert_warn: "renew soon",
     backlog: "Waiting to send", readings: "readings", alarms: "alarms", size: "Disk", oldest: "Oldest waiting",
-    evicted: "Readings dropped (store full)", append_errors: "Write errors",
+    evicted: "Readings dropped (store full)", append_errors: "Write errors", wear: "Written to storage", per_day: "per day",
+    in_memory: "in memory (not yet on disk)", gaps: "Gaps to announce",
     bus: "Bus", utilisation: "line busy", device: "Device", unit: "unit", health_ok: "OK", health_degraded: "Degraded",
     health_offline: "Offline", health_unknown: "Not polled yet", last_poll: "Last poll", success: "Success",
     point: "Point", value: "Value", quality: "Quality", age: "Age", level: "Alarm",
@@ -23,7 +24,8 @@ const T = {
     not_configured: "未配置上行", endpoint: "服务器", since: "连接于", last_ack: "最近确认",
     last_error: "最近错误", cert: "证书到期", days: "天", cert_warn: "请尽快更新",
     backlog: "待发送", readings: "条读数", alarms: "条报警", size: "磁盘", oldest: "最早待发",
-    evicted: "已丢弃读数（缓存满）", append_errors: "写入错误",
+    evicted: "已丢弃读数（缓存满）", append_errors: "写入错误", wear: "存储写入量", per_day: "每天",
+    in_memory: "在内存中（尚未落盘）", gaps: "待通告的缺口",
     bus: "总线", utilisation: "线路占用", device: "设备", unit: "站号", health_ok: "正常", health_degraded: "部分异常",
     health_offline: "离线", health_unknown: "尚未采集", last_poll: "最近采集", success: "成功率",
     point: "测点", value: "数值", quality: "质量", age: "时长", level: "报警",
@@ -64,9 +66,10 @@ function dur(s) {
 function ago(ms, now) { return ms ? dur(Math.max(0, Math.round((now - ms) / 1000))) + " " + t("ago") : t("never"); }
 
 function bytes(n) {
-  if (n < 1024) return n + " B";
+  if (n < 1024) return Math.round(n) + " B";
   if (n < 1048576) return (n / 1024).toFixed(1) + " KiB";
-  return (n / 1048576).toFixed(1) + " MiB";
+  if (n < 1073741824) return (n / 1048576).toFixed(1) + " MiB";
+  return (n / 1073741824).toFixed(2) + " GiB";
 }
 
 function fmtValue(p) {
@@ -131,8 +134,11 @@ function render(s) {
     [t("backlog"), sp.readings + " " + t("readings") + ", " + sp.alarms + " " + t("alarms"), sp.alarms > 0 ? "warn" : null],
     [t("oldest"), sp.oldest_age_s === null ? "–" : dur(sp.oldest_age_s)],
     [t("size"), bytes(sp.bytes)],
+    [t("backlog") + ", " + t("in_memory"), sp.head_readings + " " + t("readings")],
     [t("evicted"), sp.evicted_readings, sp.evicted_readings > 0 ? "warn" : null],
+    [t("gaps"), sp.gaps, sp.gaps > 0 ? "warn" : null],
     [t("append_errors"), sp.append_errors, sp.append_errors > 0 ? "err" : null],
+    [t("wear"), sp.written_bytes === null ? "–" : bytes(sp.written_bytes) + " (" + bytes(sp.written_bytes_per_day) + " " + t("per_day") + ")"],
   ]);
 
   // Buses and devices
