@@ -95,9 +95,11 @@ fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let config_problem = e
-                .chain()
-                .any(|c| c.is::<ConfigError>() || c.is::<plantgate::uplink::tls::TlsError>());
+            let config_problem = e.chain().any(|c| {
+                c.is::<ConfigError>()
+                    || c.is::<plantgate::uplink::tls::TlsError>()
+                    || c.is::<plantgate::app::ConfigCaused>()
+            });
             if config_problem {
                 ExitCode::from(EXIT_CONFIG)
             } else {

@@ -53,6 +53,14 @@ fn every_broken_config_is_refused_with_its_place_named() {
                 path.display()
             );
         }
+        // No message may name an internal type (serde's "struct BusFile", "untagged enum ...").
+        for internal in ["struct ", "enum ", "File`", " u64", " i64"] {
+            assert!(
+                !output.contains(internal),
+                "{}: {internal:?} in:\n{output}",
+                path.display()
+            );
+        }
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} broken configs were checked");

@@ -289,3 +289,71 @@ async fn alarm_points_are_read_at_their_own_faster_cadence() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_f32_register_holding_nan_is_bad_value_never_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::gas16();
+    {
+        // 0xFFFF 0xFFFF: a NaN, what many transmitters send on a sensor fault
+        let mut r = c.registers();
+        r.holding.insert(310, 0xFFFF);
+        r.holding.insert(311, 0xFFFF);
+        r.holding.insert(312, 7);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sim = tokio::spawn(sim::server::serve_tcp(
+        listener,
+        SimBus::new([(1, c.clone())]),
+    ));
+    let text = format!(
+        "[gateway]\nid = \"t\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"tcp\"\ntcp = {{ address = \"{addr}\" }}\n\
+         [[device]]\nname = \"g\"\nbus = \"tcp\"\nunit = 1\npoll_ms = 100\n\
+         [[device.point]]\nname = \"flow\"\ntable = \"holding\"\naddress = 310\ntype = \"f32\"\nword_order = \"big\"\n\
+         [[device.point]]\nname = \"level\"\ntable = \"holding\"\naddress = 312\ntype = \"u16\"\n",
+        dir.path().display()
+    );
+    let mut gw = Gateway::start(&text).await;
+    gw.wait_until(Duration::from_secs(10), "three polls", |s| {
+        s.readings
+            .iter()
+            .filter(|r| &*r.sample.point == "flow")
+            .count()
+            >= 3
+    })
+    .await;
+    {
+        let seen = gw.seen();
+        for r in seen.readings.iter().filter(|r| &*r.sample.point == "flow") {
+            assert_eq!(
+                (r.sample.quality, r.sample.value),
+                (Quality::BadValue, None),
+                "{r:?}"
+            );
+        }
+        // the other point of the same read is good: only the value that is no number is refused
+        let level = seen.latest("g", "level").unwrap();
+        assert_eq!(
+            (level.sample.quality, level.sample.value),
+            (Quality::Good, Some(Value::Int(7)))
+        );
+    }
+    // and the point recovers when the register holds a number again (12.5 = 0x4148_0000)
+    {
+        let mut r = c.registers();
+        r.holding.insert(310, 0x4148);
+        r.holding.insert(311, 0x0000);
+    }
+    gw.wait_until(Duration::from_secs(10), "a good value again", |s| {
+        s.latest("g", "flow")
+            .is_some_and(|r| r.sample.value == Some(Value::Float(12.5)))
+    })
+    .await;
+    assert_eq!(
+        gw.seen().latest("g", "flow").unwrap().sample.quality,
+        Quality::Good
+    );
+    gw.shutdown().await;
+    sim.abort();
+}

@@ -27,6 +27,28 @@ use crate::spool::{self, Spool, Stored};
 use crate::status::{Identity, Status};
 use crate::uplink::Uplink;
 
+/// A start-up failure the configuration caused (a `data_dir` that is a file, a port already
+/// taken): a person must change the file or the machine, so `plantgate run` exits 78 (EX_CONFIG)
+/// and systemd does not restart into the same failure. Shown as the key to look at, then the
+/// cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}")]
+pub struct ConfigCaused {
+    /// The configuration key to look at, e.g. `web.listen`.
+    pub key: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl ConfigCaused {
+    fn new(key: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ConfigCaused {
+            key,
+            source: Box::new(source),
+        }
+    }
+}
+
 /// Polls waiting for capture; pollers wait when it is full (backpressure, nothing dropped).
 const POLL_QUEUE: usize = 1024;
 
@@ -59,9 +81,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     crate::web::metrics::register_build_info(&mut registry, identity.started);
     let spool = {
         let (dir, settings) = (config.gateway.data_dir.clone(), config.spool.clone());
-        tokio::task::spawn_blocking(move || Spool::open(&dir, &settings))
-            .await?
-            .context("cannot open the spool")?
+        match tokio::task::spawn_blocking(move || Spool::open(&dir, &settings)).await? {
+            Ok(s) => s,
+            Err(e @ spool::SpoolError::Dir { .. }) => {
+                return Err(ConfigCaused::new("gateway.data_dir", e).into())
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot open the spool")),
+        }
     };
     let spool = Arc::new(spool);
     spool.register_metrics(&mut registry);
@@ -118,6 +144,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let web_cancel = CancellationToken::new();
     if let Some(lb) = &config.local_broker {
         let metrics = crate::broker::LocalMetrics::register(&mut registry);
+        // Our own listener binds the port itself: a port that is taken is a configuration
+        // problem (exit 78), not a broker that seems to be up.
         let local = crate::broker::LocalBroker::start(
             lb.listen,
             lb.topic_prefix.clone(),
@@ -125,7 +153,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             web_cancel.clone(),
         )
         .await
-        .context("cannot start the local MQTT broker")?;
+        .map_err(|e| match e {
+            crate::broker::BrokerError::Bind(..) => {
+                anyhow::Error::new(ConfigCaused::new("local_broker.listen", e))
+            }
+            e => anyhow::Error::new(e).context("cannot start the local MQTT broker"),
+        })?;
         tokio::spawn(local.mirror(config.gateway.id.clone(), tap.subscribe()));
     }
     let registry = Arc::new(registry);
@@ -139,7 +172,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 web_metrics,
                 web_cancel.clone(),
             )
-            .await?;
+            .await
+            .map_err(|e| ConfigCaused::new("web.listen", e))?;
             (Some(handle), Some(addr))
         }
         None => (None, None),

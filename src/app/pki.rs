@@ -65,6 +65,24 @@ impl Ca {
         names: &[&str],
         server: bool,
     ) -> anyhow::Result<Issued> {
+        let now = time::OffsetDateTime::now_utc();
+        let valid = (
+            now - time::Duration::days(1),
+            now + time::Duration::days(365),
+        );
+        self.issue_valid(dir, stem, names, server, valid)
+    }
+
+    /// Like [`Ca::issue`], valid from `valid.0` to `valid.1` (for expired or future
+    /// certificates in tests).
+    pub fn issue_valid(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        server: bool,
+        valid: (time::OffsetDateTime, time::OffsetDateTime),
+    ) -> anyhow::Result<Issued> {
         let key = KeyPair::generate()?;
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
@@ -77,7 +95,7 @@ impl Ca {
             ExtendedKeyUsagePurpose::ClientAuth
         }];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        valid_for(&mut params, 365);
+        (params.not_before, params.not_after) = valid;
         let cert = params.signed_by(&key, &self.issuer)?;
         let issued = Issued {
             cert_file: dir.join(format!("{stem}.crt")),

@@ -14,6 +14,8 @@ use super::Problem;
 pub(super) struct Ctx<'a> {
     text: &'a str,
     pub(super) problems: Vec<Problem>,
+    /// What works but may surprise: reported by `check-config`, never a refusal.
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl<'a> Ctx<'a> {
@@ -21,6 +23,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             text,
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -44,7 +47,37 @@ impl<'a> Ctx<'a> {
             message: message.into(),
         });
     }
+
+    /// Records a warning at the line where `span` starts.
+    pub(super) fn warn(
+        &mut self,
+        span: Range<usize>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let line = self.line(span);
+        self.warnings.push(Problem {
+            line,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
 }
+
+/// `s` as a message shows it: control characters escaped, cut after 40 characters.
+pub(super) fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(40).flat_map(char::escape_default).collect();
+    if s.chars().count() > 40 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Longest gateway id: it is in every topic, metric and (by default) the MQTT client id.
+pub(super) const GATEWAY_ID_MAX: usize = 64;
+
+/// Longest device, bus, profile or point name: it is a topic level and a metric label.
+pub(super) const NAME_MAX: usize = 128;
 
 /// An optional key's value and span, or `default` placed at `table` when the key is absent.
 pub(super) fn value_or<T: Clone>(
@@ -62,6 +95,16 @@ pub(super) fn value_or<T: Clone>(
 pub(super) fn check_name(cx: &mut Ctx, span: Range<usize>, path: &str, name: &str) {
     if name.is_empty() {
         cx.err(span, path, "must not be empty");
+    } else if name.chars().count() > NAME_MAX {
+        cx.err(
+            span,
+            path,
+            format!(
+                "\"{}\" is {} characters: at most {NAME_MAX}",
+                shown(name),
+                name.chars().count()
+            ),
+        );
     } else if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -69,7 +112,10 @@ pub(super) fn check_name(cx: &mut Ctx, span: Range<usize>, path: &str, name: &st
         cx.err(
             span,
             path,
-            format!("\"{name}\" may only use letters, digits, '-', '_' and '.'"),
+            format!(
+                "\"{}\" may only use letters, digits, '-', '_' and '.'",
+                shown(name)
+            ),
         );
     }
 }
@@ -125,6 +171,8 @@ mod tests {
         check_name(&mut cx, 0..1, "ok", "gas-1_a.b");
         check_name(&mut cx, 0..1, "empty", "");
         check_name(&mut cx, 0..1, "slash", "gas/1");
+        check_name(&mut cx, 0..1, "longest", &"a".repeat(NAME_MAX));
+        check_name(&mut cx, 0..1, "long", &"a".repeat(NAME_MAX + 1));
         let got: Vec<_> = cx
             .problems
             .iter()
@@ -135,8 +183,15 @@ mod tests {
             [
                 "empty: must not be empty",
                 "slash: \"gas/1\" may only use letters, digits, '-', '_' and '.'",
+                "long: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" is 129 characters: at most 128",
             ]
         );
+    }
+
+    #[test]
+    fn shown_escapes_and_cuts() {
+        assert_eq!(shown("a\0b\n"), "a\\u{0}b\\n");
+        assert_eq!(shown(&"x".repeat(70_000)), format!("{}...", "x".repeat(40)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The configuration file as written by a person: serde structs that mirror the TOML exactly.
 //!
-//! Owns key names and defaults that need no judgement. Must never validate meaning: enum-like
-//! keys stay strings here so [`super::validate`] can report every bad one at once, with its line.
+//! Owns key names, defaults that need no judgement, and parse errors in the file's terms.
+//! Must never validate meaning: enum-like keys stay strings here so [`super::validate`] can
+//! report every bad one at once, with its line.
 //! Every key validation can refuse is [`Spanned`], so a problem names the key's own line, not its
 //! table's header; a default has the empty span `0..0` (defaults are valid, never reported).
 
@@ -211,7 +212,7 @@ pub struct UpstreamFile {
     pub cert_file: Spanned<PathBuf>,
     pub key_file: Spanned<PathBuf>,
     pub topic_prefix: Option<Spanned<String>>,
-    pub client_id: Option<String>,
+    pub client_id: Option<Spanned<String>>,
     pub keep_alive_s: Option<Spanned<u64>>,
     pub format: Option<Spanned<String>>,
     pub batch_max: Option<Spanned<u64>>,
@@ -228,7 +229,42 @@ pub struct WebFile {
 #[serde(deny_unknown_fields)]
 pub struct LocalBrokerFile {
     pub listen: Spanned<String>,
-    pub topic_prefix: Option<String>,
+    pub topic_prefix: Option<Spanned<String>>,
+}
+
+/// A parse error in the file's terms: serde names the Rust types it expected (`u64`,
+/// `struct GatewayFile`, `a sequence`); a person wrote TOML numbers, tables and arrays.
+pub(super) fn plain_words(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(at) = rest.find("struct ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "struct ".len()..];
+        let name_end = after
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(after.len());
+        let mut tail = &after[name_end..];
+        // "struct SpoolFile with 3 elements"
+        if let Some(t) = tail.strip_prefix(" with ") {
+            if let Some(end) = t.find(" elements") {
+                tail = &t[end + " elements".len()..];
+            }
+        }
+        out.push_str("a table");
+        rest = tail;
+    }
+    out.push_str(rest);
+    [
+        ("expected a sequence", "expected an array [...]"),
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number 0..=4294967295"),
+        ("expected u16", "expected a whole number 0..=65535"),
+        ("expected u8", "expected a whole number 0..=255"),
+        ("expected f64", "expected a number"),
+    ]
+    .iter()
+    .fold(out, |s, (from, to)| s.replace(from, to))
 }
 
 #[cfg(test)]
@@ -275,5 +311,26 @@ mod tests {
             alarm("alarm = { 1 = 2 }").unwrap_err(),
             "invalid type: integer `2`, expected a level: \"normal\", \"low\", \"high\" or \"fault\""
         );
+    }
+
+    #[test]
+    fn parse_errors_name_no_rust_type() {
+        for (text, said) in [
+            ("gateway = 5", "invalid type: integer `5`, expected a table"),
+            ("spool = []", "invalid length 0, expected a table"),
+            ("bus = 5", "invalid type: integer `5`, expected an array [...]"),
+            (
+                "[gateway]\nid = \"g\"\ndata_dir = \"/x\"\n[[device]]\nname = \"d\"\nbus = \"b\"\nunit = \"one\"\n",
+                "invalid type: string \"one\", expected an integer",
+            ),
+            (
+                "[gateway]\nid = \"g\"\ndata_dir = \"/x\"\n[spool]\nmax_bytes = -5\n",
+                "invalid value: integer `-5`, expected a whole number (0 or more)",
+            ),
+        ] {
+            let e = crate::config::Config::from_str(text, std::path::Path::new("t.toml")).unwrap_err().to_string();
+            assert!(e.ends_with(said), "{text}: {e}");
+            assert!(!e.contains("File") && !e.contains("struct"), "{e}");
+        }
     }
 }

@@ -6,7 +6,10 @@
 
 mod ctx;
 pub mod file;
+mod net;
 mod points;
+pub mod read;
+mod topic;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -32,6 +35,9 @@ pub struct Config {
     pub local_broker: Option<LocalBroker>,
     /// Where the configuration came from and its SHA-256, for the status page and upstream.
     pub source: Source,
+    /// What works but may surprise (e.g. a client id a strict broker may refuse), each at its
+    /// key's line; `check-config` prints them.
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, Clone)]
@@ -301,9 +307,16 @@ fn render(path: &Path, problems: &[Problem]) -> String {
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
+        };
+        let bytes = read::read_regular(path, read::CONFIG_MAX).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
         })?;
         Self::from_str(&text, path)
     }
@@ -312,7 +325,7 @@ impl Config {
     pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file: file::File = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_string(),
+            message: file::plain_words(e.to_string().trim_end()),
         })?;
         let source = Source {
             path: path.to_owned(),

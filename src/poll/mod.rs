@@ -5,7 +5,8 @@
 //! allows, never drop a sample silently, and never let one device's failure skip another's poll.
 //!
 //! Submodules: [`plan`] (which reads cover which points), [`decode`] (raw → value),
-//! [`transport`] (the line: RTU or TCP, timeouts, reconnects).
+//! [`transport`] (the line: RTU or TCP, timeouts, reconnects), [`tcp`] (the checked Modbus TCP
+//! client).
 
 pub mod breaker;
 pub mod budget;
@@ -13,6 +14,7 @@ pub mod decode;
 pub mod plan;
 pub mod rs485;
 pub mod status;
+pub mod tcp;
 pub mod transport;
 
 use std::sync::Arc;
@@ -133,6 +135,8 @@ impl BusPoller {
                 r = poll_device(&mut line, next, full) => r,
             };
             let elapsed = started.elapsed();
+            self.metrics
+                .unsolicited(&self.bus.name, line.take_discarded());
             let now = Instant::now();
             let ok = poll.samples.iter().any(|s| s.quality == Quality::Good);
             if let Some(online) = next.breaker.record(ok) {
@@ -245,13 +249,12 @@ async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
             let p = &points[i];
             let off = usize::from(off);
             let (value, quality) = match &reply {
-                Ok(Reply::Words(w)) => (
-                    Some(decode::decode_words(
-                        p,
-                        &w[off..off + usize::from(p.width())],
-                    )),
-                    Quality::Good,
-                ),
+                Ok(Reply::Words(w)) => {
+                    match decode::decode_words(p, &w[off..off + usize::from(p.width())]) {
+                        Some(v) => (Some(v), Quality::Good),
+                        None => (None, Quality::BadValue),
+                    }
+                }
                 Ok(Reply::Bits(b)) => match b.get(off) {
                     Some(&bit) => (Some(decode::decode_bit(bit)), Quality::Good),
                     None => (None, Quality::BadFrame),

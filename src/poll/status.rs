@@ -40,6 +40,7 @@ pub struct ReadCounts {
     pub bad_frame: u64,
     pub disconnected: u64,
     pub offline: u64,
+    pub bad_value: u64,
 }
 
 impl ReadCounts {
@@ -51,6 +52,7 @@ impl ReadCounts {
             Quality::BadFrame => self.bad_frame += 1,
             Quality::Disconnected => self.disconnected += 1,
             Quality::Offline => self.offline += 1,
+            Quality::BadValue => self.bad_value += 1,
         }
     }
 
@@ -60,13 +62,14 @@ impl ReadCounts {
     }
 
     /// (label, count) for every kind of failure.
-    pub fn errors(&self) -> [(&'static str, u64); 5] {
+    pub fn errors(&self) -> [(&'static str, u64); 6] {
         [
             ("timeout", self.timeout),
             ("exception", self.exception),
             ("bad_frame", self.bad_frame),
             ("disconnected", self.disconnected),
             ("offline", self.offline),
+            ("bad_value", self.bad_value),
         ]
     }
 }
@@ -238,6 +241,7 @@ pub struct PollMetrics {
     duration: Family<Labels, Histogram, fn() -> Histogram>,
     latency: PerLabel<Gauge<f64, AtomicU64>>,
     alarm_events: PerLabel<Counter>,
+    unsolicited: PerLabel<Counter>,
 }
 
 impl Default for PollMetrics {
@@ -251,6 +255,7 @@ impl Default for PollMetrics {
             duration: Family::new_with_constructor(seconds_histogram),
             latency: Family::default(),
             alarm_events: Family::default(),
+            unsolicited: Family::default(),
         }
     }
 }
@@ -266,7 +271,7 @@ impl PollMetrics {
         reg.register("poll_values", "Point values read good", self.values.clone());
         reg.register(
             "poll_errors",
-            "Point reads that failed, by kind (timeout, exception, bad_frame, disconnected, offline)",
+            "Point reads that failed, by kind (timeout, exception, bad_frame, disconnected, offline, bad_value)",
             self.errors.clone(),
         );
         reg.register(
@@ -293,6 +298,11 @@ impl PollMetrics {
             "poll_alarm_events",
             "Alarm transitions, by the level entered",
             self.alarm_events.clone(),
+        );
+        reg.register(
+            "poll_unsolicited_bytes",
+            "Bytes a Modbus TCP device sent unasked, found waiting before a request and discarded",
+            self.unsolicited.clone(),
         );
         for l in AlarmLevel::ALL {
             drop(
@@ -333,6 +343,16 @@ impl PollMetrics {
             );
         }
         drop(self.duration.get_or_create(&labels(&[("bus", bus)])));
+        drop(self.unsolicited.get_or_create(&labels(&[("bus", bus)])));
+    }
+
+    /// Counts `bytes` discarded on `bus` because they waited before a request.
+    pub(super) fn unsolicited(&self, bus: &str, bytes: u64) {
+        if bytes > 0 {
+            self.unsolicited
+                .get_or_create(&labels(&[("bus", bus)]))
+                .inc_by(bytes);
+        }
     }
 
     /// Counts one poll of `device`; `up` is the breaker's verdict, `active` its alarm points at

@@ -1,7 +1,8 @@
 //! One bus's line: opening, timing and reading over Modbus RTU (serial) or Modbus TCP.
 //!
-//! Owns the tokio-modbus context, the timeout on every request (the async client has none), the
-//! silent interval before each request, and reconnecting with backoff. Must never decode values
+//! Owns the connection (a tokio-modbus context on RTU, our own checked client [`super::tcp`] on
+//! TCP), the timeout on every request (neither client has one), the silent interval before each
+//! request, and reconnecting with backoff. Must never decode values
 //! or decide what to poll: it reads what it is asked and says precisely how a read failed.
 
 use std::io;
@@ -40,6 +41,12 @@ pub enum ReadError {
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// An open line.
+enum Conn {
+    Rtu(Context),
+    Tcp(super::tcp::TcpClient),
+}
+
 /// A bus line with its open context, if any.
 pub struct Line {
     link: Link,
@@ -47,7 +54,9 @@ pub struct Line {
     turnaround: Duration,
     /// Silence the protocol demands between frames (3.5 characters on RTU).
     gap: Duration,
-    ctx: Option<Context>,
+    ctx: Option<Conn>,
+    /// Bytes found waiting on a TCP connection before a request, not yet reported.
+    discarded: u64,
     /// No reopen before this instant (backoff after a failed open).
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -77,13 +86,14 @@ impl Line {
             turnaround: bus.turnaround,
             gap,
             ctx: None,
+            discarded: 0,
             retry_at: None,
             backoff: BACKOFF_MIN,
             idle_since: Instant::now(),
         }
     }
 
-    async fn open(&mut self) -> Result<Context, ReadError> {
+    async fn open(&mut self) -> Result<Conn, ReadError> {
         // Every device on the bus shares this line: rather than fail a request without trying
         // (which the breaker would count as a failed probe, backing off further each time),
         // wait until the line may be reopened, then really try.
@@ -91,7 +101,7 @@ impl Line {
             sleep_until(at).await;
         }
         let opened = match &self.link {
-            Link::Rtu(r) => open_rtu(r),
+            Link::Rtu(r) => open_rtu(r).map(Conn::Rtu),
             Link::Tcp { address } => match timeout(
                 self.timeout.max(Duration::from_secs(1)),
                 tokio::net::TcpStream::connect(address.as_str()),
@@ -100,7 +110,7 @@ impl Line {
             {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
-                    Ok(tokio_modbus::client::tcp::attach(s))
+                    Ok(Conn::Tcp(super::tcp::TcpClient::new(s)))
                 }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
@@ -144,43 +154,16 @@ impl Line {
             None => self.open().await?,
         };
         wait_until(self.idle_since + self.gap + self.turnaround).await;
-        ctx.set_slave(Slave(unit));
-        let call = async {
-            match table {
-                Table::Holding => ctx
-                    .read_holding_registers(start, count)
-                    .await
-                    .map(|r| r.map(Reply::Words)),
-                Table::Input => ctx
-                    .read_input_registers(start, count)
-                    .await
-                    .map(|r| r.map(Reply::Words)),
-                Table::Coil => ctx
-                    .read_coils(start, count)
-                    .await
-                    .map(|r| r.map(|b| Reply::Bits(truncate(b, count)))),
-                Table::Discrete => ctx
-                    .read_discrete_inputs(start, count)
-                    .await
-                    .map(|r| r.map(|b| Reply::Bits(truncate(b, count)))),
+        let result = match &mut ctx {
+            Conn::Rtu(c) => timeout(self.timeout, rtu_read(c, unit, table, start, count)).await,
+            Conn::Tcp(c) => {
+                let r = timeout(self.timeout, c.read(unit, table, start, count)).await;
+                self.discarded += c.take_discarded();
+                r
             }
         };
-        let result = timeout(self.timeout, call).await;
         self.idle_since = Instant::now();
-        let outcome = match result {
-            Err(_) => Err(ReadError::Timeout(self.timeout)),
-            Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(exc))) => Err(ReadError::Exception(u8::from(exc))),
-            Ok(Err(tokio_modbus::Error::Protocol(p))) => Err(ReadError::BadFrame(p.to_string())),
-            Ok(Err(tokio_modbus::Error::Transport(e)))
-                if e.kind() == io::ErrorKind::InvalidData =>
-            {
-                Err(ReadError::BadFrame(e.to_string()))
-            }
-            Ok(Err(tokio_modbus::Error::Transport(e))) => {
-                Err(ReadError::Disconnected(e.to_string()))
-            }
-        };
+        let outcome = result.unwrap_or(Err(ReadError::Timeout(self.timeout)));
         match &outcome {
             // A reply of the wrong size is wrong data: never pass it on as good.
             Ok(Reply::Words(w)) if w.len() != usize::from(count) => {
@@ -196,6 +179,56 @@ impl Line {
             Err(_) => drop(ctx),
         }
         outcome
+    }
+
+    /// Bytes discarded on a TCP connection since the last call: they waited on the socket
+    /// before a request was sent, so they answered nothing we asked.
+    pub fn take_discarded(&mut self) -> u64 {
+        std::mem::take(&mut self.discarded)
+    }
+}
+
+/// One read through tokio-modbus (RTU), its errors in our terms.
+async fn rtu_read(
+    ctx: &mut Context,
+    unit: u8,
+    table: Table,
+    start: u16,
+    count: u16,
+) -> Result<Reply, ReadError> {
+    ctx.set_slave(Slave(unit));
+    let r = match table {
+        Table::Holding => ctx
+            .read_holding_registers(start, count)
+            .await
+            .map(|r| r.map(Reply::Words)),
+        Table::Input => ctx
+            .read_input_registers(start, count)
+            .await
+            .map(|r| r.map(Reply::Words)),
+        Table::Coil => ctx
+            .read_coils(start, count)
+            .await
+            .map(|r| r.map(|b| Reply::Bits(truncate(b, count)))),
+        Table::Discrete => ctx
+            .read_discrete_inputs(start, count)
+            .await
+            .map(|r| r.map(|b| Reply::Bits(truncate(b, count)))),
+    };
+    match r {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(exc)) => Err(ReadError::Exception(u8::from(exc))),
+        Err(tokio_modbus::Error::Protocol(p)) => Err(ReadError::BadFrame(p.to_string())),
+        // Framing and PDU errors come back as I/O errors of these kinds (research.md § E).
+        Err(tokio_modbus::Error::Transport(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            Err(ReadError::BadFrame(e.to_string()))
+        }
+        Err(tokio_modbus::Error::Transport(e)) => Err(ReadError::Disconnected(e.to_string())),
     }
 }
 

@@ -9,7 +9,7 @@
 //! alarm  = [1, dev: tstr, pt: tstr, ts: int, v, q: uint, level: uint, prev: uint]  seq = key
 //! gap    = [1, to: uint, reason: uint, ts: int]                                   from = key
 //! v      = bool / int / float32 (when lossless) / float64 / null
-//! q      = 0 good, 1 timeout, 2 bad_frame, 3 disconnected, 4 offline, 256 + code: exception
+//! q      = 0 good, 1 timeout, 2 bad_frame, 3 disconnected, 4 offline, 5 bad_value, 256 + code: exception
 //! ```
 //! Timestamps inside a batch are deltas from `ts0`; sequence numbers are not stored at all: a
 //! batch's readings are numbered from the store key, so a buffered reading costs ~20 bytes.
@@ -43,6 +43,7 @@ fn quality_code(q: Quality) -> u16 {
         Quality::BadFrame => 2,
         Quality::Disconnected => 3,
         Quality::Offline => 4,
+        Quality::BadValue => 5,
         Quality::Exception(c) => 256 + u16::from(c),
     }
 }
@@ -54,6 +55,7 @@ fn quality_from(code: u16) -> Result<Quality, DecodeError> {
         2 => Quality::BadFrame,
         3 => Quality::Disconnected,
         4 => Quality::Offline,
+        5 => Quality::BadValue,
         256..=511 => Quality::Exception((code - 256) as u8),
         c => return Err(DecodeError(format!("unknown quality code {c}"))),
     })
@@ -332,11 +334,12 @@ mod tests {
             s("ch06", 1_700_000_000_130, None, Quality::BadFrame),
             s("ch07", 1_700_000_000_130, None, Quality::Disconnected),
             s("ch08", 1_700_000_000_130, None, Quality::Offline),
+            s("ch13", 1_700_000_000_130, None, Quality::BadValue),
         ];
         let bytes = encode_batch("gas-1", &samples);
-        assert_eq!(batch_len(&bytes).unwrap(), 13);
+        assert_eq!(batch_len(&bytes).unwrap(), 14);
         let back = decode_batch(41, &bytes).unwrap();
-        assert_eq!(back.len(), 13);
+        assert_eq!(back.len(), 14);
         for (i, (r, s)) in back.iter().zip(&samples).enumerate() {
             assert_eq!(r.seq, 41 + i as u64);
             assert_eq!(&*r.device, "gas-1");
@@ -361,6 +364,15 @@ mod tests {
             0x00,                   //   q = 0 good
         ];
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn bad_value_is_code_5_with_a_null_value() {
+        let bytes = encode_batch("d", &[s("p", 1000, None, Quality::BadValue)]);
+        // ... pt "p", dts 0, v null (0xf6), q 5
+        assert_eq!(bytes[bytes.len() - 5..], [0x61, b'p', 0x00, 0xf6, 0x05]);
+        assert_eq!(quality_from(5).unwrap(), Quality::BadValue);
+        assert!(quality_from(6).is_err());
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub enum Quality {
     Disconnected,
     /// The device is marked offline after repeated failures and is only probed now and then.
     Offline,
+    /// The registers were read but hold no number: an f32 NaN or infinity (what many
+    /// transmitters send on a sensor fault), or scale and offset that overflow. Value `null`.
+    BadValue,
 }
 
 impl Quality {
@@ -74,6 +77,7 @@ impl Quality {
             Quality::BadFrame => "bad_frame",
             Quality::Disconnected => "disconnected",
             Quality::Offline => "offline",
+            Quality::BadValue => "bad_value",
         }
     }
 

@@ -10,7 +10,7 @@
 //! reading  = { reading-fields }
 //! reading-fields = ( gw: tstr, seq: uint, dev: tstr, pt: tstr, ts: int,   ; ts: ms since epoch
 //!                    v: bool / int / float / null, q: quality, ? exc: uint )
-//! quality  = "good" / "timeout" / "exception" / "bad_frame" / "disconnected" / "offline"
+//! quality  = "good" / "timeout" / "exception" / "bad_frame" / "disconnected" / "offline" / "bad_value"
 //! level    = "unknown" / "normal" / "low" / "high" / "fault"
 //! reason   = "unclean_stop" / "evicted" / "damaged"
 //! ```
@@ -160,6 +160,7 @@ mod tests {
         let r = [
             reading(7, Some(Value::Float(12.5)), Quality::Good),
             reading(8, None, Quality::Exception(2)),
+            reading(9, None, Quality::BadValue),
         ];
         let j: serde_json::Value =
             serde_json::from_slice(&encode_readings(Format::Json, "gw1", true, &r)).unwrap();
@@ -172,6 +173,8 @@ mod tests {
         assert_eq!(j["readings"][1]["v"], serde_json::Value::Null);
         assert_eq!(j["readings"][1]["q"], "exception");
         assert_eq!(j["readings"][1]["exc"], 2);
+        assert_eq!(j["readings"][2]["v"], serde_json::Value::Null);
+        assert_eq!(j["readings"][2]["q"], "bad_value");
     }
 
     #[test]

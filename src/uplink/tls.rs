@@ -11,6 +11,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
+use crate::config::read::{read_regular, PEM_MAX};
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The file is missing or unreadable. Not retried: a person must fix it.
@@ -32,12 +34,17 @@ pub enum TlsError {
     Rejected { what: &'static str, detail: String },
 }
 
-fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| TlsError::Read {
+/// A PEM file: a regular file of at most [`PEM_MAX`] bytes (never a FIFO or a device).
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    read_regular(path, PEM_MAX).map_err(|e| TlsError::Read {
         what,
         path: path.to_owned(),
         detail: e.to_string(),
-    })?;
+    })
+}
+
+fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read_pem(what, path)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Read {
@@ -56,11 +63,7 @@ fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 }
 
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|e| TlsError::Read {
-        what: "private key",
-        path: path.to_owned(),
-        detail: e.to_string(),
-    })?;
+    let bytes = read_pem("private key", path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::Empty {
         what: "private key",
         pem: "PRIVATE KEY",
@@ -71,10 +74,50 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// When the first certificate in `cert_file` expires, in ms since the epoch (for the status
 /// page's warning and the expiry metric).
 pub fn not_after_ms(cert_file: &Path) -> Option<i64> {
-    let bytes = std::fs::read(cert_file).ok()?;
+    let bytes = read_regular(cert_file, PEM_MAX).ok()?;
     let der = CertificateDer::pem_slice_iter(&bytes).next()?.ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     Some(cert.validity().not_after.timestamp().saturating_mul(1000))
+}
+
+/// When the first certificate in `path` may be used: (not before, not after) in seconds since
+/// the epoch; `None` if the file holds no certificate x509-parser can read.
+pub fn validity(path: &Path) -> Option<(i64, i64)> {
+    let bytes = read_regular(path, PEM_MAX).ok()?;
+    let der = CertificateDer::pem_slice_iter(&bytes).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// Why the first certificate in `file` cannot be used at `now` (seconds since the epoch):
+/// expired or not yet valid, with the date; `None` if it is valid (or unreadable: loading says
+/// why).
+pub fn out_of_date(file: &Path, now: i64) -> Option<String> {
+    let (not_before, not_after) = validity(file)?;
+    if now > not_after {
+        Some(format!(
+            "the certificate in {} expired on {}",
+            file.display(),
+            date(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "the certificate in {} is not valid before {}",
+            file.display(),
+            date(not_before)
+        ))
+    } else {
+        None
+    }
+}
+
+/// `2026-12-01 08:00 UTC`.
+fn date(unix_s: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix_s) {
+        Ok(d) => format!("{} {:02}:{:02} UTC", d.date(), d.hour(), d.minute()),
+        Err(_) => format!("{unix_s} s after 1970"),
+    }
 }
 
 /// Builds the client configuration: trust only `ca_file`, present `cert_file` with `key_file`.

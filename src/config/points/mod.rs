@@ -183,6 +183,18 @@ fn scale_and_offset(cx: &mut Ctx, path: &str, f: &PointFile, kind: Kind) -> (f64
             "must be a finite number",
         );
     }
+    let finite = scale.is_finite() && scale != 0.0 && offset.is_finite() && kind != Kind::Bool;
+    if let (true, Some(key)) = (finite, f.scale.as_ref().or(f.offset.as_ref())) {
+        // The largest raw value of the type, scaled and offset, must still be a number.
+        let raw = max_raw(kind);
+        if !(raw * scale.abs() + offset.abs()).is_finite() {
+            cx.err(
+                key.span(),
+                format!("{path}.scale"),
+                format!("{scale:?} with offset {offset:?} overflows: the largest raw value of this type ({raw:?}) would read as infinity"),
+            );
+        }
+    }
     if kind == Kind::Bool {
         if let Some(span) = f.scale.as_ref().or(f.offset.as_ref()).map(|k| k.span()) {
             cx.err(
@@ -193,6 +205,18 @@ fn scale_and_offset(cx: &mut Ctx, path: &str, f: &PointFile, kind: Kind) -> (f64
         }
     }
     (scale, offset)
+}
+
+/// The largest magnitude a raw value of `kind` can have.
+fn max_raw(kind: Kind) -> f64 {
+    match kind {
+        Kind::Bool => 1.0,
+        Kind::U16 => 65_535.0,
+        Kind::I16 => 32_768.0,
+        Kind::U32 => 4_294_967_295.0,
+        Kind::I32 => 2_147_483_648.0,
+        Kind::F32 => f64::from(f32::MAX),
+    }
 }
 
 /// `alarm = true` on a bool point, or a map of status codes to levels.

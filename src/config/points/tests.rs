@@ -150,6 +150,36 @@ fn the_offset_is_finite() {
 }
 
 #[test]
+fn scale_and_offset_keep_the_largest_raw_value_finite() {
+    // 65535 × 1e308 is infinity; the f32's largest value (3.4e38) × 1e300 too
+    for (kind, more) in [
+        ("u16", "scale = 1e308\noffset = 1e308\n"),
+        ("f32", "word_order = \"big\"\nscale = 1e300\n"),
+        ("i32", "word_order = \"little\"\nscale = -1e300\n"),
+    ] {
+        let got = refused(&one("holding", kind, more));
+        assert_eq!(got.len(), 1, "{kind}: {got:?}");
+        assert!(
+            got[0].contains(": device[0].point[0].scale: ")
+                && got[0].ends_with("would read as infinity"),
+            "{kind}: {got:?}"
+        );
+    }
+    assert_eq!(
+        refused(&one("holding", "u16", "scale = 1e308\noffset = 1e308\n")),
+        ["10: device[0].point[0].scale: 1e308 with offset 1e308 overflows: the largest raw value of this type (65535.0) would read as infinity"]
+    );
+    // the largest that still fits passes
+    assert!(check(&one("holding", "u16", "scale = 1e303\n")).is_ok());
+    assert!(check(&one(
+        "holding",
+        "f32",
+        "word_order = \"big\"\nscale = 1e269\n"
+    ))
+    .is_ok());
+}
+
+#[test]
 fn a_bool_has_no_scale_or_offset() {
     for key in ["scale", "offset"] {
         assert_eq!(

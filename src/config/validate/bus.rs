@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::config::ctx::{check_name, split_host_port, value_or, Ctx};
+use crate::config::ctx::{check_name, value_or, Ctx};
 use crate::config::file::{BusFile, RtuFile};
+use crate::config::net::host_port;
 use crate::config::{Bus, Link, Parity, Rs485, Rtu};
 
 pub(super) fn validate_buses(cx: &mut Ctx, buses: &[Spanned<BusFile>]) -> Vec<Bus> {
@@ -54,12 +55,8 @@ fn link(cx: &mut Ctx, span: Range<usize>, p: &str, b: &BusFile) -> Link {
         (Some(r), None) => Link::Rtu(rtu(cx, p, r)),
         (None, Some(t)) => {
             let address = t.address.get_ref();
-            if split_host_port(address).is_none() {
-                cx.err(
-                    t.address.span(),
-                    format!("{p}.tcp.address"),
-                    format!("\"{address}\" is not host:port such as 192.168.1.50:502"),
-                );
+            if let Err(why) = host_port(address, "192.168.1.50:502") {
+                cx.err(t.address.span(), format!("{p}.tcp.address"), why);
             }
             Link::Tcp {
                 address: address.clone(),
@@ -318,7 +315,7 @@ mod tests {
         let text = with("[[bus]]\nname = \"line-1\"\ntcp = { address = \"10.0.0.1\" }\n");
         assert_eq!(
             refused(&text),
-            ["3: bus[0].tcp.address: \"10.0.0.1\" is not host:port such as 192.168.1.50:502"]
+            ["3: bus[0].tcp.address: \"10.0.0.1\" is not host:port such as 192.168.1.50:502 (port 1..=65535)"]
         );
     }
 

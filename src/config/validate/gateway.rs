@@ -6,13 +6,26 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
-use crate::config::ctx::{check_name, Ctx};
+use crate::config::ctx::{check_name, shown, Ctx, GATEWAY_ID_MAX};
 use crate::config::file::GatewayFile;
 use crate::config::Gateway;
 
 pub(super) fn validate_gateway(cx: &mut Ctx, gateway: &Spanned<GatewayFile>) -> Gateway {
     let gw = gateway.get_ref();
-    check_name(cx, gw.id.span(), "gateway.id", gw.id.get_ref());
+    let id = gw.id.get_ref();
+    let chars = id.chars().count();
+    if chars > GATEWAY_ID_MAX {
+        cx.err(
+            gw.id.span(),
+            "gateway.id",
+            format!(
+                "\"{}\" is {chars} characters: at most {GATEWAY_ID_MAX}",
+                shown(id)
+            ),
+        );
+    } else {
+        check_name(cx, gw.id.span(), "gateway.id", id);
+    }
     if gw.data_dir.get_ref().as_os_str().is_empty() {
         cx.err(
             gw.data_dir.span(),
@@ -53,6 +66,19 @@ mod tests {
         assert_eq!(
             refused(&text),
             ["2: gateway.id: \"gw/1\" may only use letters, digits, '-', '_' and '.'"]
+        );
+    }
+
+    #[test]
+    fn the_id_is_at_most_64_characters() {
+        assert!(check(&with(&GATEWAY.replace("gw-1", &"g".repeat(64)))).is_ok());
+        let text = with(&GATEWAY.replace("gw-1", &"g".repeat(70_000)));
+        assert_eq!(
+            refused(&text),
+            [format!(
+                "2: gateway.id: \"{}...\" is 70000 characters: at most 64",
+                "g".repeat(40)
+            )]
         );
     }
 

@@ -26,6 +26,7 @@ pub fn validate(file: &File, text: &str, source: Source) -> Result<Config, Vec<P
     let upstream = upstream::validate_upstream(&mut cx, file.upstream.as_ref(), &gateway.id);
     let web = web::validate_web(&mut cx, file.web.as_ref());
     let local_broker = web::validate_local_broker(&mut cx, file.local_broker.as_ref(), &gateway.id);
+    web::check_ports(&mut cx, file, web.as_ref(), local_broker.as_ref());
 
     if cx.problems.is_empty() {
         Ok(Config {
@@ -37,6 +38,7 @@ pub fn validate(file: &File, text: &str, source: Source) -> Result<Config, Vec<P
             web,
             local_broker,
             source,
+            warnings: cx.warnings,
         })
     } else {
         Err(cx.problems)

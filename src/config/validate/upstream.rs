@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::config::ctx::{split_host_port, value_or, Ctx};
+use crate::config::ctx::{value_or, Ctx, GATEWAY_ID_MAX};
 use crate::config::file::UpstreamFile;
+use crate::config::net;
+use crate::config::topic::{check_client_id, check_prefix};
 use crate::config::{BrokerAddr, Upstream};
 use crate::record::wire::Format;
 
@@ -37,12 +39,13 @@ pub(super) fn validate_upstream(
         format!("plantgate/{gw}"),
         span.clone(),
     );
-    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
-        cx.err(
-            at,
-            "upstream.topic_prefix",
-            format!("\"{topic_prefix}\" must be a topic without wildcards or a trailing '/'"),
-        );
+    // The default is built from the gateway id, whose own rules are reported at its line.
+    if u.topic_prefix.is_some() {
+        check_prefix(cx, at, "upstream.topic_prefix", &topic_prefix);
+    }
+    let (client_id, at) = value_or(u.client_id.as_ref(), gw.to_string(), span.clone());
+    if u.client_id.is_some() || (1..=GATEWAY_ID_MAX).contains(&gw.chars().count()) {
+        check_client_id(cx, at, "upstream.client_id", &client_id);
     }
     let (format, at) = value_or(u.format.as_ref(), "cbor".to_string(), span.clone());
     let format = match format.as_str() {
@@ -64,7 +67,7 @@ pub(super) fn validate_upstream(
         cert_file: u.cert_file.get_ref().clone(),
         key_file: u.key_file.get_ref().clone(),
         topic_prefix,
-        client_id: u.client_id.clone().unwrap_or_else(|| gw.to_string()),
+        client_id,
         keep_alive,
         format,
         batch_max,
@@ -72,7 +75,7 @@ pub(super) fn validate_upstream(
     })
 }
 
-/// At least one broker, each `host:port`.
+/// At least one broker, each `host:port` (or `mqtts://host:port`, normalised).
 fn brokers(cx: &mut Ctx, brokers: &Spanned<Vec<Spanned<String>>>) -> Vec<BrokerAddr> {
     if brokers.get_ref().is_empty() {
         cx.err(
@@ -83,16 +86,9 @@ fn brokers(cx: &mut Ctx, brokers: &Spanned<Vec<Spanned<String>>>) -> Vec<BrokerA
     }
     let mut out = Vec::new();
     for (i, b) in brokers.get_ref().iter().enumerate() {
-        match split_host_port(b.get_ref()) {
-            Some((host, port)) => out.push(BrokerAddr { host, port }),
-            None => cx.err(
-                b.span(),
-                format!("upstream.brokers[{i}]"),
-                format!(
-                    "\"{}\" is not host:port such as platform.example.com:8883",
-                    b.get_ref()
-                ),
-            ),
+        match net::broker(b.get_ref()) {
+            Ok((host, port)) => out.push(BrokerAddr { host, port }),
+            Err(why) => cx.err(b.span(), format!("upstream.brokers[{i}]"), why),
         }
     }
     out
@@ -221,7 +217,7 @@ mod tests {
         );
         assert_eq!(
             refused(&text),
-            ["2: upstream.brokers[1]: \"b.example\" is not host:port such as platform.example.com:8883"]
+            ["2: upstream.brokers[1]: \"b.example\" is not host:port such as platform.example.com:8883 (port 1..=65535)"]
         );
     }
 
@@ -243,14 +239,55 @@ mod tests {
     }
 
     #[test]
-    fn the_topic_prefix_has_no_wildcards_or_trailing_slash() {
-        for prefix in ["", "site/+", "site/#", "site/"] {
+    fn the_topic_prefix_is_one_brokers_deliver() {
+        // every rule is tested in config::topic; here: it applies, at the key's line
+        for (prefix, why) in [
+            ("", "must not be empty"),
+            ("site/+", "contains a wildcard ('+' or '#'), which a published topic may not have"),
+            ("$SYS/plant", "starts with '$': brokers reserve such topics ($SYS) and drop what clients publish there"),
+            ("site/", "has an empty level (a leading, trailing or doubled '/')"),
+        ] {
             let text = with(&format!("topic_prefix = \"{prefix}\"\n"));
             assert_eq!(
                 refused(&text),
-                [format!("6: upstream.topic_prefix: \"{prefix}\" must be a topic without wildcards or a trailing '/'")]
+                [format!("6: upstream.topic_prefix: \"{prefix}\" {why}")]
             );
         }
+    }
+
+    #[test]
+    fn tls_broker_urls_are_normalised_and_plain_mqtt_is_refused() {
+        let text = with("").replace(
+            "[\"platform.example.com:8883\"]",
+            "[\"mqtts://a.example:8883\", \"ssl://b.example:8884\"]",
+        );
+        let u = check(&text).unwrap().upstream.unwrap();
+        let got: Vec<String> = u.brokers.iter().map(|b| b.to_string()).collect();
+        assert_eq!(got, ["a.example:8883", "b.example:8884"]);
+        let text = with("").replace(
+            "[\"platform.example.com:8883\"]",
+            "[\"a.example:8883\",\n \"mqtt://b.example:1883\"]",
+        );
+        assert_eq!(
+            refused(&text),
+            ["3: upstream.brokers[1]: \"mqtt://b.example:1883\" is MQTT without TLS; the uplink only speaks mutual TLS: give the broker's TLS listener, e.g. mqtts://platform.example.com:8883"]
+        );
+    }
+
+    #[test]
+    fn a_long_client_id_warns_at_its_line() {
+        let text = with("client_id = \"a-very-long-client-id-for-gw-1\"\n");
+        let c = check(&text).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert_eq!(
+            (c.warnings[0].line, c.warnings[0].path.as_str()),
+            (Some(6), "upstream.client_id")
+        );
+        assert!(c.warnings[0].message.contains("is 30 characters"));
+        assert_eq!(
+            refused(&with("client_id = \"\"\n")),
+            ["6: upstream.client_id: must not be empty (leave it out to use the gateway id)"]
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The `[web]` and `[local_broker]` sections: where the status page and the optional local
 //! MQTT broker listen.
 //!
-//! Owns those rules: an `IP:port` each (no names: nothing is resolved at start-up), and the
-//! local broker's default topic prefix. Pure: must never bind the address.
+//! Owns those rules: an `IP:port` each (no names: nothing is resolved at start-up), not the
+//! same port on overlapping addresses, and the local broker's topic prefix (default and
+//! checks). Pure: must never bind the address.
 
 use toml::Spanned;
 
-use crate::config::ctx::{parse_socket, Ctx};
-use crate::config::file::{LocalBrokerFile, WebFile};
+use crate::config::ctx::{parse_socket, value_or, Ctx};
+use crate::config::file::{File, LocalBrokerFile, WebFile};
+use crate::config::topic::check_prefix;
 use crate::config::{LocalBroker, Web};
 
 pub(super) fn validate_web(cx: &mut Ctx, web: Option<&Spanned<WebFile>>) -> Option<Web> {
@@ -23,6 +25,14 @@ pub(super) fn validate_local_broker(
 ) -> Option<LocalBroker> {
     let b = broker?;
     let lb = b.get_ref();
+    let (topic_prefix, at) = value_or(
+        lb.topic_prefix.as_ref(),
+        format!("plantgate/{gw}"),
+        b.span(),
+    );
+    if lb.topic_prefix.is_some() {
+        check_prefix(cx, at, "local_broker.topic_prefix", &topic_prefix);
+    }
     parse_socket(
         cx,
         lb.listen.span(),
@@ -31,11 +41,34 @@ pub(super) fn validate_local_broker(
     )
     .map(|listen| LocalBroker {
         listen,
-        topic_prefix: lb
-            .topic_prefix
-            .clone()
-            .unwrap_or_else(|| format!("plantgate/{gw}")),
+        topic_prefix,
     })
+}
+
+/// The status page and the local broker cannot share a port on overlapping addresses: the
+/// second to bind would fail at start-up.
+pub(super) fn check_ports(
+    cx: &mut Ctx,
+    file: &File,
+    web: Option<&Web>,
+    broker: Option<&LocalBroker>,
+) {
+    let (Some(w), Some(b), Some(lb)) = (web, broker, file.local_broker.as_ref()) else {
+        return;
+    };
+    let overlap = w.listen.ip() == b.listen.ip()
+        || w.listen.ip().is_unspecified()
+        || b.listen.ip().is_unspecified();
+    if w.listen.port() == b.listen.port() && overlap {
+        cx.err(
+            lb.get_ref().listen.span(),
+            "local_broker.listen",
+            format!(
+                "{} overlaps web.listen {}: the status page and the local broker need different ports",
+                b.listen, w.listen
+            ),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -65,6 +98,37 @@ mod tests {
         .local_broker
         .unwrap();
         assert_eq!(b.topic_prefix, "site");
+    }
+
+    #[test]
+    fn the_local_broker_prefix_is_checked_like_upstream() {
+        assert_eq!(
+            refused(&with(
+                "[local_broker]\nlisten = \"127.0.0.1:1883\"\ntopic_prefix = \"$SYS/plant\"\n"
+            )),
+            ["3: local_broker.topic_prefix: \"$SYS/plant\" starts with '$': brokers reserve such topics ($SYS) and drop what clients publish there"]
+        );
+    }
+
+    #[test]
+    fn the_page_and_the_broker_need_different_ports() {
+        for (web, broker) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
+        ] {
+            assert_eq!(
+                refused(&with(&format!(
+                    "[web]\nlisten = \"{web}\"\n[local_broker]\nlisten = \"{broker}\"\n"
+                ))),
+                [format!("4: local_broker.listen: {} overlaps web.listen {web}: the status page and the local broker need different ports", broker.parse::<std::net::SocketAddr>().unwrap())]
+            );
+        }
+        // same port on two different addresses is fine
+        assert!(check(&with(
+            "[web]\nlisten = \"127.0.0.1:8080\"\n[local_broker]\nlisten = \"127.0.0.2:8080\"\n"
+        ))
+        .is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@ const T = {
     point: "Point", value: "Value", quality: "Quality", age: "Age", level: "Alarm",
     stale: "The gateway does not answer: the values below are not current.",
     low: "LOW", high: "HIGH", fault: "FAULT", normal: "normal", unknown: "unknown",
-    good: "good", timeout: "timeout", exception: "exception", bad_frame: "bad reply", disconnected_q: "line down", offline: "offline",
+    good: "good", timeout: "timeout", exception: "exception", bad_frame: "bad reply", disconnected_q: "line down", offline: "offline", bad_value: "not a number",
     s: "s", ago: "ago", never: "never", lang: "中文",
   },
   zh: {
@@ -31,7 +31,7 @@ const T = {
     point: "测点", value: "数值", quality: "质量", age: "时长", level: "报警",
     stale: "网关无响应：以下数值不是最新的。",
     low: "低报", high: "高报", fault: "故障", normal: "正常", unknown: "未知",
-    good: "正常", timeout: "超时", exception: "异常应答", bad_frame: "报文错误", disconnected_q: "线路断开", offline: "离线",
+    good: "正常", timeout: "超时", exception: "异常应答", bad_frame: "报文错误", disconnected_q: "线路断开", offline: "离线", bad_value: "非数值",
     s: "秒", ago: "前", never: "从未", lang: "English",
   },
 };
