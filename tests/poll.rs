@@ -150,7 +150,20 @@ async fn exercise(text: String, c: std::sync::Arc<Controller>) {
             );
         }
 
-        // 4. Sequence numbers are unique and increasing in commit order.
+        // 4. Sequence numbers increase in capture order and are unique across readings and
+        //    alarms, which share one sequence.
+        for (what, seqs) in [
+            (
+                "readings",
+                seen.readings.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            ),
+            ("alarms", seen.alarms.iter().map(|a| a.seq).collect()),
+        ] {
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{what} numbers do not increase in capture order"
+            );
+        }
         let mut seqs: Vec<u64> = seen
             .readings
             .iter()

@@ -303,7 +303,7 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
                 let sp = running.status.spool();
                 let up = running.status.uplink();
                 println!("  platform has {} readings and {} alarm events; spool holds {} readings, {} alarms; uplink {}",
-                    received.readings.len(), received.alarms, sp.readings, sp.alarms,
+                    received.readings, received.alarms, sp.readings, sp.alarms,
                     up.connected_to.as_deref().map(|c| format!("connected to {c}")).unwrap_or_else(|| "down".into()));
             }
         }
@@ -325,36 +325,62 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
 /// What the platform got, for the closing summary.
 #[derive(Default)]
 struct Received {
-    readings: BTreeSet<u64>,
+    readings: u64,
     alarms: u64,
+    /// Every number received (readings and alarms share one sequence).
+    seqs: BTreeSet<u64>,
     duplicates: u64,
+    /// Announced gaps, inclusive.
+    gaps: Vec<(u64, u64)>,
 }
 
 impl Received {
     fn note(&mut self, m: &PlatformMsg) {
+        let mut seqs = Vec::new();
         if m.topic.ends_with("/readings") {
             for r in m.body["readings"].as_array().into_iter().flatten() {
-                if let Some(seq) = r["seq"].as_u64() {
-                    if !self.readings.insert(seq) {
-                        self.duplicates += 1;
-                    }
-                }
+                seqs.extend(r["seq"].as_u64());
             }
+            self.readings += seqs.len() as u64;
         } else if m.topic.ends_with("/alarms") {
+            seqs.extend(m.body["seq"].as_u64());
             self.alarms += 1;
+        } else if m.topic.ends_with("/gaps") {
+            if let (Some(f), Some(t)) = (m.body["from"].as_u64(), m.body["to"].as_u64()) {
+                self.gaps.push((f, t));
+            }
+        }
+        for s in seqs {
+            if !self.seqs.insert(s) {
+                self.duplicates += 1;
+            }
         }
     }
 
+    /// Numbers between the first and the last received that never arrived and that no gap
+    /// announced: what the platform would have to chase.
+    fn missing(&self) -> usize {
+        let (Some(&first), Some(&last)) = (self.seqs.first(), self.seqs.last()) else {
+            return 0;
+        };
+        (first..=last)
+            .filter(|s| !self.seqs.contains(s))
+            .filter(|s| !self.gaps.iter().any(|(f, t)| f <= s && s <= t))
+            .count()
+    }
+
     fn summary(&self) {
-        let (Some(first), Some(last)) = (self.readings.first(), self.readings.last()) else {
+        let (Some(first), Some(last)) = (self.seqs.first(), self.seqs.last()) else {
             println!("\nthe platform received no readings");
             return;
         };
         println!(
-            "\nthe platform received {} readings (seq {first}..={last}; {} duplicates) and {} alarm events",
-            self.readings.len(),
+            "\nthe platform received {} readings and {} alarm events (seq {first}..={last}: {} duplicates, {} missing, {} gaps announced)",
+            self.readings,
+            self.alarms,
             self.duplicates,
-            self.alarms
+            self.missing(),
+            self.gaps.len()
         );
     }
 }
