@@ -19,6 +19,8 @@
 //! durable yet, else a delete). A retained `online` on `{prefix}/status` opens each session;
 //! the last will says `offline`.
 
+mod acks;
+mod lanes;
 pub mod reconnect;
 pub mod status;
 pub mod tls;
@@ -32,14 +34,15 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
     Transport,
 };
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerAddr, Upstream};
-use crate::record::{now_ms, wire, Seq};
+use crate::record::{now_ms, Seq};
 use crate::spool::store::StoreError;
 use crate::spool::Spool;
+use acks::{join_running, report, Acks};
+use lanes::Lanes;
 use status::{UplinkMetrics, UplinkState, UplinkStatus};
 use window::{Carried, Window};
 
@@ -94,87 +97,6 @@ enum End {
         connected_for: Option<Duration>,
         error: UplinkError,
     },
-}
-
-/// Where each lane of a session has got to.
-#[derive(Default)]
-struct Lanes {
-    alarm_from: Seq,
-    gap_from: Seq,
-    live_from: Seq,
-    /// Readings below this were pending when the session connected.
-    live_mark: Seq,
-    backlog_from: Seq,
-}
-
-/// PUBACKed spool keys waiting for their delete, and the delete under way.
-#[derive(Default)]
-struct Acks {
-    readings: Vec<u64>,
-    alarms: Vec<u64>,
-    gaps: Vec<(u64, u64)>,
-    running: Option<JoinHandle<Result<(), StoreError>>>,
-}
-
-impl Acks {
-    fn add(&mut self, c: Carried) {
-        match c {
-            Carried::Alarm(k) => self.alarms.push(k),
-            Carried::Readings { keys, .. } => self.readings.extend(keys),
-            Carried::Gap { from, to } => self.gaps.push((from, to)),
-            Carried::Status => {}
-        }
-    }
-
-    /// Starts a delete of everything gathered, unless one is running.
-    fn start(&mut self, spool: &Arc<Spool>) {
-        if self.running.is_some()
-            || (self.readings.is_empty() && self.alarms.is_empty() && self.gaps.is_empty())
-        {
-            return;
-        }
-        let (r, a, g) = (
-            std::mem::take(&mut self.readings),
-            std::mem::take(&mut self.alarms),
-            std::mem::take(&mut self.gaps),
-        );
-        let spool = spool.clone();
-        self.running = Some(tokio::task::spawn_blocking(move || spool.ack(&r, &a, &g)));
-    }
-
-    /// Waits for the delete under way, if any, and reports how it went.
-    async fn finished(&mut self) {
-        if let Some(r) = join_running(&mut self.running).await {
-            report(r);
-        }
-    }
-
-    /// Waits until everything gathered is deleted.
-    async fn flush(&mut self, spool: &Arc<Spool>) {
-        self.finished().await;
-        self.start(spool);
-        self.finished().await;
-    }
-}
-
-/// Joins the delete under way and clears the slot; cancel-safe (the handle stays if dropped).
-async fn join_running(
-    running: &mut Option<JoinHandle<Result<(), StoreError>>>,
-) -> Option<Result<Result<(), StoreError>, tokio::task::JoinError>> {
-    let h = running.as_mut()?;
-    let r = h.await;
-    *running = None;
-    Some(r)
-}
-
-fn report(r: Result<Result<(), StoreError>, tokio::task::JoinError>) {
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "could not delete acknowledged records; they will be sent again")
-        }
-        Err(e) => tracing::error!(error = %e, "acknowledgement task failed"),
-    }
 }
 
 impl Uplink {
@@ -318,35 +240,7 @@ impl Uplink {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected_at = Some(Instant::now());
-                        let first = self.state.get().reconnects == 0;
-                        let mark = if first && self.built.elapsed() < FIRST_SESSION_GRACE {
-                            self.run_first
-                        } else {
-                            self.spool.live_mark()
-                        };
-                        lanes = Lanes { live_mark: mark, live_from: mark, ..Lanes::default() };
-                        tracing::info!(broker = %addr, backlog_below = lanes.live_mark, "uplink connected");
-                        self.metrics.connected.set(1);
-                        self.metrics.connections.inc();
-                        self.state.update(|u| {
-                            u.connected_to = Some(addr.to_string());
-                            u.connected_since_ms = Some(now_ms());
-                            u.reconnects += 1;
-                            u.last_error = None;
-                        });
-                        if client.try_publish(self.topic("status"), QoS::AtLeastOnce, true, "online").is_ok() {
-                            window.sent(Carried::Status);
-                        }
-                        // Which build and which configuration this gateway runs, for the platform.
-                        let info = serde_json::json!({
-                            "gw": &*self.gw,
-                            "version": env!("CARGO_PKG_VERSION"),
-                            "config_sha256": self.config_sha256,
-                            "connected_ms": now_ms(),
-                        });
-                        if client.try_publish(self.topic("info"), QoS::AtLeastOnce, true, info.to_string()).is_ok() {
-                            window.sent(Carried::Status);
-                        }
+                        lanes = self.connected(addr, &client, &mut window);
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         sent_at.insert(pkid, Instant::now());
@@ -357,16 +251,7 @@ impl Uplink {
                             self.metrics.puback.observe(t.elapsed().as_secs_f64());
                         }
                         if let Some(c) = window.on_puback(ack.pkid) {
-                            let n = match &c {
-                                Carried::Readings { count, .. } => *count,
-                                Carried::Alarm(_) => 1,
-                                Carried::Gap { .. } | Carried::Status => 0,
-                            };
-                            self.metrics.acked.inc_by(n);
-                            self.state.update(|u| {
-                                u.last_puback_ms = Some(now_ms());
-                                u.acked_records += n;
-                            });
+                            self.count_acked(&c);
                             acks.add(c);
                         }
                     }
@@ -398,74 +283,63 @@ impl Uplink {
         end
     }
 
-    /// Publishes while the window has room and the spool has something to send.
-    fn fill(
-        &self,
-        client: &AsyncClient,
-        window: &mut Window,
-        lanes: &mut Lanes,
-    ) -> Result<(), UplinkError> {
-        // Spool reads are short read transactions on a bounded page cache; they run inline.
-        while window.can_send() {
-            let fmt = self.cfg.format;
-            let (topic, payload, carried) =
-                if let Some(a) = self.spool.alarms(lanes.alarm_from, 1)?.pop() {
-                    lanes.alarm_from = a.seq + 1;
-                    (
-                        self.topic("alarms"),
-                        wire::encode_alarm(fmt, &self.gw, &a),
-                        Carried::Alarm(a.seq),
-                    )
-                } else if let Some(g) = self.spool.gaps(lanes.gap_from, 1)?.pop() {
-                    lanes.gap_from = g.from + 1;
-                    (
-                        self.topic("gaps"),
-                        wire::encode_gap(fmt, &self.gw, &g),
-                        Carried::Gap {
-                            from: g.from,
-                            to: g.to,
-                        },
-                    )
-                } else if let Some((batches, hist)) = self.next_readings(lanes)? {
-                    let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
-                    let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
-                    let count = readings.len() as u64;
-                    (
-                        self.topic("readings"),
-                        wire::encode_readings(fmt, &self.gw, hist, &readings),
-                        Carried::Readings { keys, count, hist },
-                    )
-                } else {
-                    return Ok(());
-                };
-            client.try_publish(topic, QoS::AtLeastOnce, false, payload)?;
-            window.sent(carried);
-            self.metrics.published.inc();
-            self.state.update(|u| u.published += 1);
+    /// A CONNACK: where this session's lanes start, the link shown as up, and the retained
+    /// `online` and `info` messages that open it.
+    fn connected(&self, addr: &BrokerAddr, client: &AsyncClient, window: &mut Window) -> Lanes {
+        let first = self.state.get().reconnects == 0;
+        let mark = if first && self.built.elapsed() < FIRST_SESSION_GRACE {
+            self.run_first
+        } else {
+            self.spool.live_mark()
+        };
+        tracing::info!(broker = %addr, backlog_below = mark, "uplink connected");
+        self.metrics.connected.set(1);
+        self.metrics.connections.inc();
+        self.state.update(|u| {
+            u.connected_to = Some(addr.to_string());
+            u.connected_since_ms = Some(now_ms());
+            u.reconnects += 1;
+            u.last_error = None;
+        });
+        let status = self.topic("status");
+        if client
+            .try_publish(status, QoS::AtLeastOnce, true, "online")
+            .is_ok()
+        {
+            window.sent(Carried::Status);
         }
-        Ok(())
+        // Which build and which configuration this gateway runs, for the platform.
+        let info = serde_json::json!({
+            "gw": &*self.gw,
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_sha256": self.config_sha256,
+            "connected_ms": now_ms(),
+        });
+        if client
+            .try_publish(self.topic("info"), QoS::AtLeastOnce, true, info.to_string())
+            .is_ok()
+        {
+            window.sent(Carried::Status);
+        }
+        Lanes {
+            live_mark: mark,
+            live_from: mark,
+            ..Lanes::default()
+        }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn next_readings(
-        &self,
-        lanes: &mut Lanes,
-    ) -> Result<Option<(Vec<(Seq, Vec<crate::record::Reading>)>, bool)>, StoreError> {
-        let live = self
-            .spool
-            .readings(lanes.live_from, u64::MAX, self.cfg.batch_max)?;
-        if let Some((k, r)) = live.last() {
-            lanes.live_from = k + r.len().max(1) as u64;
-            return Ok(Some((live, false)));
-        }
-        let backlog =
-            self.spool
-                .readings(lanes.backlog_from, lanes.live_mark, self.cfg.batch_max)?;
-        if let Some((k, r)) = backlog.last() {
-            lanes.backlog_from = k + r.len().max(1) as u64;
-            return Ok(Some((backlog, true)));
-        }
-        Ok(None)
+    /// Counts what a PUBACK acknowledged.
+    fn count_acked(&self, c: &Carried) {
+        let n = match c {
+            Carried::Readings { count, .. } => *count,
+            Carried::Alarm(_) => 1,
+            Carried::Gap { .. } | Carried::Status => 0,
+        };
+        self.metrics.acked.inc_by(n);
+        self.state.update(|u| {
+            u.last_puback_ms = Some(now_ms());
+            u.acked_records += n;
+        });
     }
 
     /// On shutdown, within [`SHUTDOWN_GRACE`]: publish what is still pending (the pollers have

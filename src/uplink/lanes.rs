@@ -1,0 +1,96 @@
+//! The order in which a session publishes: alarms, then gaps, then live readings, then backlog,
+//! each lane with its own cursor into the spool.
+//!
+//! Owns filling the in-flight window from the spool's pending records in that order, and what
+//! counts as live. Must never skip a record: a lane's cursor moves only past what was handed to
+//! the client.
+
+use rumqttc::{AsyncClient, QoS};
+
+use super::window::{Carried, Window};
+use super::{Uplink, UplinkError};
+use crate::record::{wire, Reading, Seq};
+use crate::spool::store::StoreError;
+
+/// Where each lane of a session has got to.
+#[derive(Default)]
+pub(super) struct Lanes {
+    pub(super) alarm_from: Seq,
+    pub(super) gap_from: Seq,
+    pub(super) live_from: Seq,
+    /// Readings below this were pending when the session connected.
+    pub(super) live_mark: Seq,
+    pub(super) backlog_from: Seq,
+}
+
+impl Uplink {
+    /// Publishes while the window has room and the spool has something to send.
+    pub(super) fn fill(
+        &self,
+        client: &AsyncClient,
+        window: &mut Window,
+        lanes: &mut Lanes,
+    ) -> Result<(), UplinkError> {
+        // Spool reads are short read transactions on a bounded page cache; they run inline.
+        while window.can_send() {
+            let fmt = self.cfg.format;
+            let (topic, payload, carried) =
+                if let Some(a) = self.spool.alarms(lanes.alarm_from, 1)?.pop() {
+                    lanes.alarm_from = a.seq + 1;
+                    (
+                        self.topic("alarms"),
+                        wire::encode_alarm(fmt, &self.gw, &a),
+                        Carried::Alarm(a.seq),
+                    )
+                } else if let Some(g) = self.spool.gaps(lanes.gap_from, 1)?.pop() {
+                    lanes.gap_from = g.from + 1;
+                    (
+                        self.topic("gaps"),
+                        wire::encode_gap(fmt, &self.gw, &g),
+                        Carried::Gap {
+                            from: g.from,
+                            to: g.to,
+                        },
+                    )
+                } else if let Some((batches, hist)) = self.next_readings(lanes)? {
+                    let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+                    let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
+                    let count = readings.len() as u64;
+                    (
+                        self.topic("readings"),
+                        wire::encode_readings(fmt, &self.gw, hist, &readings),
+                        Carried::Readings { keys, count, hist },
+                    )
+                } else {
+                    return Ok(());
+                };
+            client.try_publish(topic, QoS::AtLeastOnce, false, payload)?;
+            window.sent(carried);
+            self.metrics.published.inc();
+            self.state.update(|u| u.published += 1);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn next_readings(
+        &self,
+        lanes: &mut Lanes,
+    ) -> Result<Option<(Vec<(Seq, Vec<Reading>)>, bool)>, StoreError> {
+        let live = self
+            .spool
+            .readings(lanes.live_from, u64::MAX, self.cfg.batch_max)?;
+        if let Some((k, r)) = live.last() {
+            lanes.live_from = k + r.len().max(1) as u64;
+            return Ok(Some((live, false)));
+        }
+        let backlog =
+            self.spool
+                .readings(lanes.backlog_from, lanes.live_mark, self.cfg.batch_max)?;
+        if let Some((k, r)) = backlog.last() {
+            lanes.backlog_from = k + r.len().max(1) as u64;
+            return Ok(Some((backlog, true)));
+        }
+        Ok(None)
+    }
+}
