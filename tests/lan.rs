@@ -598,3 +598,55 @@ async fn the_local_broker_serves_at_most_its_limit_and_drops_clients_that_never_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_login_set_only_clients_that_give_it_are_served() {
+    use rumqttc::QoS;
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, _c) = simulators(1).await;
+    let port = free_port();
+    let mut text = gateway_toml(&dir.path().join("data"), sim, 1, 200, "", "");
+    text.push_str(&format!(
+        "[local_broker]\nlisten = \"127.0.0.1:{port}\"\ntopic_prefix = \"plant/a\"\nusername = \"hmi\"\npassword = \"correct horse\"\n"
+    ));
+    let running = plantgate::app::start(&config(&text)).await.unwrap();
+    let client = |id: &str, login: Option<(&str, &str)>| {
+        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((u, p)) = login {
+            opts.set_credentials(u, p);
+        }
+        rumqttc::AsyncClient::new(opts, 16)
+    };
+    for (id, login) in [
+        ("anonymous", None),
+        ("wrong", Some(("hmi", "battery staple"))),
+        ("other-user", Some(("scada", "correct horse"))),
+    ] {
+        let (_c, mut events) = client(id, login);
+        let r = events.poll().await;
+        assert!(r.is_err(), "{id} was let in: {r:?}");
+    }
+    let (hmi, mut events) = client("hmi", Some(("hmi", "correct horse")));
+    hmi.subscribe("plant/a/#", QoS::AtMostOnce).await.unwrap();
+    let (got, end) = drain(
+        &mut events,
+        tokio::time::Instant::now() + Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        end.is_none(),
+        "the HMI with the login lost its connection: {end:?}"
+    );
+    assert!(
+        got.iter().any(|(t, _)| t == "plant/a/readings"),
+        "the HMI with the login got no readings"
+    );
+    assert_eq!(
+        metric_now(
+            &running,
+            r#"plantgate_local_broker_refused_connections_total{reason="login"}"#
+        ),
+        3.0
+    );
+    running.shutdown().await;
+}

@@ -149,6 +149,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         let local = crate::broker::LocalBroker::start(
             lb.listen,
             lb.topic_prefix.clone(),
+            lb.login.clone(),
             metrics,
             web_cancel.clone(),
         )

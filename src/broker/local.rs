@@ -1,7 +1,7 @@
 //! The local broker for plant-side consumers (an HMI, a local SCADA): a small, read-only MQTT
 //! 3.1.1 server of our own on the plant LAN, fed in-process with live records. Topics, JSON of
 //! the upstream shape:
-//! - `{prefix}/readings`: each committed batch of readings (`hist: false`);
+//! - `{prefix}/readings`: each captured batch of readings (`hist: false`);
 //! - `{prefix}/alarms`: each alarm transition.
 //!
 //! Owns the LAN side: CONNECT (no last will, since a will is a publish), SUBSCRIBE (only filters
@@ -11,8 +11,9 @@
 //! [`WRITE_TIMEOUT`], [`MAX_INCOMING`]-byte packets, and each client's own bounded queue. Best
 //! effort by design: the mirror reads the tap and never waits for a client, so a slow consumer
 //! loses its own oldest copies (counted), and is dropped if it stops reading, never slowing the
-//! spool or the uplink. Must never accept data from the LAN, keep a session, or authenticate
-//! anyone (there is no login: anyone who reaches the port may read).
+//! spool or the uplink. With `[local_broker] username` and `password`, every client must give
+//! them in its CONNECT (compared in constant time; a wrong one is refused and counted). Must
+//! never accept data from the LAN, keep a session, or log a password.
 //!
 //! rumqttd cannot be this broker: it has no way to refuse a client's PUBLISH or will, and no
 //! write timeout (see `broker` for the rumqttd we keep for the demo and tests).
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fanout::{selects, Fanout, Topic};
 use super::BrokerError;
+use crate::config::Login;
 use crate::metrics::{labels, Labels, Registry};
 
 /// Clients served at once; more are closed as soon as they are accepted.
@@ -110,9 +112,11 @@ struct Refused(&'static str);
 impl LocalBroker {
     /// Binds `listen` (a taken port is a start-up error) and serves clients in the background
     /// until `cancel` fires (then the listener and every client connection close).
+    /// With `login`, every client must give that username and password in its CONNECT.
     pub async fn start(
         listen: SocketAddr,
         prefix: String,
+        login: Option<Login>,
         metrics: LocalMetrics,
         cancel: CancellationToken,
     ) -> Result<LocalBroker, BrokerError> {
@@ -125,6 +129,7 @@ impl LocalBroker {
             listener,
             fanout.clone(),
             prefix.clone(),
+            login.map(Arc::new),
             metrics,
             cancel,
         ));
@@ -180,6 +185,7 @@ async fn accept(
     listener: TcpListener,
     fanout: Arc<Fanout>,
     prefix: String,
+    login: Option<Arc<Login>>,
     m: LocalMetrics,
     cancel: CancellationToken,
 ) {
@@ -202,14 +208,14 @@ async fn accept(
             m.refuse("limit");
             continue;
         };
-        let (fanout, prefix, m) = (fanout.clone(), prefix.clone(), m.clone());
+        let (fanout, prefix, m, login) = (fanout.clone(), prefix.clone(), m.clone(), login.clone());
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let _slot = slot;
             m.clients.inc();
             let client = fanout.join();
             let ended = tokio::select! {
-                r = session(stream, &client, &prefix, &m) => r,
+                r = session(stream, &client, &prefix, login.as_deref(), &m) => r,
                 () = cancel.cancelled() => Ok(()),
             };
             match ended {
@@ -258,6 +264,12 @@ async fn write(wr: &mut tokio::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> Result
     }
 }
 
+/// Compares in time that depends only on the lengths, so the password cannot be guessed byte
+/// by byte from the answer's timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 fn encode(p: Packet) -> Bytes {
     let mut b = BytesMut::new();
     // Our own acknowledgements are a few bytes: they always fit.
@@ -270,6 +282,7 @@ async fn session(
     stream: TcpStream,
     client: &super::fanout::Client,
     prefix: &str,
+    login: Option<&Login>,
     m: &LocalMetrics,
 ) -> Result<(), Refused> {
     let _ = stream.set_nodelay(true);
@@ -289,6 +302,21 @@ async fn session(
         )));
         let _ = write(&mut wr, &nack).await;
         return Err(Refused("will"));
+    }
+    if let Some(want) = login {
+        let given = connect.login.as_ref();
+        let ok = given.is_some_and(|g| {
+            same(g.username.as_bytes(), want.username.as_bytes())
+                & same(g.password.as_bytes(), want.password.as_bytes())
+        });
+        if !ok {
+            let nack = encode(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::BadUserNamePassword,
+                false,
+            )));
+            let _ = write(&mut wr, &nack).await;
+            return Err(Refused("login"));
+        }
     }
     let keep_alive = match connect.keep_alive {
         0 => MAX_KEEP_ALIVE,

@@ -230,6 +230,9 @@ pub struct WebFile {
 pub struct LocalBrokerFile {
     pub listen: Spanned<String>,
     pub topic_prefix: Option<Spanned<String>>,
+    /// A login every local client must give (both or neither).
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
 }
 
 /// A parse error in the file's terms: serde names the Rust types it expected (`u64`,

@@ -257,6 +257,25 @@ pub struct Web {
 pub struct LocalBroker {
     pub listen: std::net::SocketAddr,
     pub topic_prefix: String,
+    /// The login every local client must give, if any. A secret: never logged or shown.
+    pub login: Option<Login>,
+}
+
+/// A username and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log or a panic message.
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("password", &"…")
+            .finish()
+    }
 }
 
 /// One problem in a configuration file, with its place.

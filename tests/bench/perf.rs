@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench perf                  # everything, about four minutes
 //!     PLANTGATE_PERF=wear,latency cargo bench --bench perf   # a subset
+//!     PLANTGATE_PERF_BIN=/path/to/older/plantgate cargo bench --bench perf   # another build
 //!
 //! Figures: bytes written per reading and per day (healthy link and outage) at 20, 200 and
 //! 1,000 devices; end-to-end readings/s and CPU seconds per 1,000 readings; capture → subscriber
@@ -24,8 +25,6 @@ use std::time::{Duration, Instant};
 use common::{free_port, pki, Mosquitto, Pki, Proc};
 use plantgate::record::now_ms;
 use plantgate::sim::Controller;
-
-const POINTS: u64 = 33;
 
 fn profile() -> &'static str {
     "[[profile]]\nname = \"gd16\"\n\
@@ -53,6 +52,7 @@ fn config(data: &Path, pki: &Pki, mqtt: u16, sim: u16, devices: usize, poll_ms: 
         );
     }
     s += "[spool]\nsync_ms = 100\n";
+    s += &format!("[web]\nlisten = \"127.0.0.1:{}\"\n", free_port());
     s += &pki.upstream(mqtt, "inflight = 64\nbatch_max = 500");
     s
 }
@@ -148,9 +148,14 @@ fn proc_figures(pid: u32) -> (f64, u64, u64) {
     (cpu, rss, written)
 }
 
+/// The binary under test: this build's, or `PLANTGATE_PERF_BIN` (an older build, to compare).
+fn binary() -> String {
+    std::env::var("PLANTGATE_PERF_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_plantgate").into())
+}
+
 fn gateway(path: &Path) -> Proc {
     Proc(
-        Command::new(env!("CARGO_BIN_EXE_plantgate"))
+        Command::new(binary())
             .args(["run", "--config"])
             .arg(path)
             .env("RUST_LOG", "error")
@@ -217,6 +222,14 @@ async fn stage(devices: usize, poll_ms: u64) -> Stage {
     }
 }
 
+/// Records the gateway at `path` captured so far, from its /metrics.
+async fn captured(path: &Path) -> f64 {
+    let cfg = plantgate::config::Config::load(path).unwrap();
+    let addr = cfg.web.unwrap().listen;
+    let (_, _, body) = common::http_get(addr, "/metrics").await;
+    common::metric(&body, "plantgate_spool_captured_records_total").unwrap_or(0.0)
+}
+
 /// Bytes written per reading over `secs`, healthy link and then with the broker stopped.
 async fn wear(results: &Mutex<Vec<(String, f64, String)>>, devices: usize, secs: u64) {
     let mut st = stage(devices, 1000).await;
@@ -230,9 +243,10 @@ async fn wear(results: &Mutex<Vec<(String, f64, String)>>, devices: usize, secs:
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         let (_, _, w0) = proc_figures(pid);
+        let c0 = captured(&st.path).await;
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let (_, _, w1) = proc_figures(pid);
-        let readings = devices as f64 * POINTS as f64 * secs as f64; // 1 poll per second
+        let readings = (captured(&st.path).await - c0).max(1.0);
         let per = (w1 - w0) as f64 / readings;
         figure(
             results,

@@ -2,15 +2,17 @@
 //! MQTT broker listen.
 //!
 //! Owns those rules: an `IP:port` each (no names: nothing is resolved at start-up), not the
-//! same port on overlapping addresses, and the local broker's topic prefix (default and
-//! checks). Pure: must never bind the address.
+//! same port on overlapping addresses, the local broker's topic prefix (default and checks) and
+//! its optional login. Pure: must never bind the address.
+
+use std::ops::Range;
 
 use toml::Spanned;
 
 use crate::config::ctx::{parse_socket, value_or, Ctx};
 use crate::config::file::{File, LocalBrokerFile, WebFile};
 use crate::config::topic::check_prefix;
-use crate::config::{LocalBroker, Web};
+use crate::config::{LocalBroker, Login, Web};
 
 pub(super) fn validate_web(cx: &mut Ctx, web: Option<&Spanned<WebFile>>) -> Option<Web> {
     let w = web?;
@@ -42,7 +44,46 @@ pub(super) fn validate_local_broker(
     .map(|listen| LocalBroker {
         listen,
         topic_prefix,
+        login: login(cx, b.span(), lb),
     })
+}
+
+/// `username` and `password` come together; a password shorter than 8 characters is no lock.
+fn login(cx: &mut Ctx, span: Range<usize>, lb: &LocalBrokerFile) -> Option<Login> {
+    match (&lb.username, &lb.password) {
+        (None, None) => None,
+        (Some(u), Some(p)) => {
+            let (u, p) = (u.get_ref().trim(), p.get_ref());
+            if u.is_empty() {
+                let at = lb.username.as_ref().map_or(span.clone(), |u| u.span());
+                cx.err(at, "local_broker.username", "must not be empty");
+            }
+            if p.chars().count() < 8 {
+                let at = lb.password.as_ref().map_or(span, |p| p.span());
+                cx.err(at, "local_broker.password", "must be at least 8 characters");
+            }
+            Some(Login {
+                username: u.to_string(),
+                password: p.clone(),
+            })
+        }
+        (Some(u), None) => {
+            cx.err(
+                u.span(),
+                "local_broker.password",
+                "a username needs a password",
+            );
+            None
+        }
+        (None, Some(p)) => {
+            cx.err(
+                p.span(),
+                "local_broker.username",
+                "a password needs a username",
+            );
+            None
+        }
+    }
 }
 
 /// The status page and the local broker cannot share a port on overlapping addresses: the
@@ -144,6 +185,41 @@ mod tests {
         assert_eq!(
             refused(&with("[local_broker]\nlisten = \"1883\"\n")),
             ["2: local_broker.listen: \"1883\" is not an IP:port such as 127.0.0.1:8080"]
+        );
+    }
+
+    #[test]
+    fn the_local_broker_login_comes_whole_and_is_not_trivial() {
+        let ok = check(&format!(
+            "{GATEWAY}{BUS}{DEVICE}[local_broker]\nlisten = \"127.0.0.1:1883\"\nusername = \"hmi\"\npassword = \"s3cret-enough\"\n"
+        ))
+        .unwrap();
+        let login = ok.local_broker.unwrap().login.unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("hmi", "s3cret-enough")
+        );
+        assert!(
+            !format!("{login:?}").contains("s3cret"),
+            "the password is not in Debug"
+        );
+        let text = |more: &str| {
+            format!("{GATEWAY}{BUS}{DEVICE}[local_broker]\nlisten = \"127.0.0.1:1883\"\n{more}")
+        };
+        let short = refused(&text("username = \"hmi\"\npassword = \"short\"\n"));
+        assert!(
+            short[0].ends_with("local_broker.password: must be at least 8 characters"),
+            "{short:?}"
+        );
+        let alone = refused(&text("username = \"hmi\"\n"));
+        assert!(
+            alone[0].ends_with("local_broker.password: a username needs a password"),
+            "{alone:?}"
+        );
+        let alone = refused(&text("password = \"long enough\"\n"));
+        assert!(
+            alone[0].ends_with("local_broker.username: a password needs a username"),
+            "{alone:?}"
         );
     }
 }
