@@ -79,91 +79,26 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let mut registry = Registry::with_prefix("plantgate");
     let identity = Identity::new(config);
     crate::web::metrics::register_build_info(&mut registry, identity.started);
-    let spool = {
-        let (dir, settings) = (config.gateway.data_dir.clone(), config.spool.clone());
-        match tokio::task::spawn_blocking(move || Spool::open(&dir, &settings)).await? {
-            Ok(s) => s,
-            Err(e @ spool::SpoolError::Dir { .. }) => {
-                return Err(ConfigCaused::new("gateway.data_dir", e).into())
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("cannot open the spool")),
-        }
-    };
-    let spool = Arc::new(spool);
-    spool.register_metrics(&mut registry);
+    let spool = open_spool(config, &mut registry).await?;
     // The uplink's TLS material is checked before anything polls, so a bad certificate is a
     // clear start-up error rather than a retry loop.
-    let uplink = match &config.upstream {
-        Some(up) => Some(
-            Uplink::build(
-                up.clone(),
-                config.gateway.id.clone(),
-                config.source.sha256.clone(),
-                spool.clone(),
-            )
-            .context("cannot set up the uplink's TLS")?,
-        ),
-        None => None,
-    };
-    let uplink_status = match &uplink {
-        Some(u) => {
-            u.register_metrics(&mut registry);
-            u.status_handle()
-        }
-        None => Arc::default(),
-    };
+    let uplink = build_uplink(config, &spool, &mut registry)?;
+    let uplink_status = uplink
+        .as_ref()
+        .map_or_else(Arc::default, |u| u.status_handle());
 
     let (tx, rx) = mpsc::channel(POLL_QUEUE);
     let (tap, first_tap) = broadcast::channel(1024);
     let appender = tokio::spawn(spool::run_appender(spool.clone(), rx, tap.clone()));
-
     let poll_cancel = CancellationToken::new();
-    let mut pollers = JoinSet::new();
-    let poll_metrics = PollMetrics::default();
-    let mut bus_status = Vec::new();
-    for (b, bus) in config.buses.iter().enumerate() {
-        let devices: Vec<_> = config
-            .devices
-            .iter()
-            .filter(|d| d.bus == b)
-            .cloned()
-            .collect();
-        if devices.is_empty() {
-            tracing::warn!(bus = %bus.name, "no device is configured on this bus; it is not polled");
-            continue;
-        }
-        let poller = BusPoller::new(bus.clone(), devices, tx.clone(), poll_metrics.clone());
-        bus_status.push(poller.status());
-        pollers.spawn(poller.run(poll_cancel.clone()));
-    }
-    drop(tx);
-    poll_metrics.register(&mut registry, bus_status.clone());
+    let (pollers, bus_status) = spawn_pollers(config, tx, &poll_cancel, &mut registry);
     let status = Status::new(identity, bus_status, spool.status_handle(), uplink_status);
-    let web_metrics = crate::web::WebMetrics::register(&mut registry);
+
     // The LAN side (status page, local broker) stops last, with one token.
     let web_cancel = CancellationToken::new();
-    if let Some(lb) = &config.local_broker {
-        let metrics = crate::broker::LocalMetrics::register(&mut registry);
-        // Our own listener binds the port itself: a port that is taken is a configuration
-        // problem (exit 78), not a broker that seems to be up.
-        let local = crate::broker::LocalBroker::start(
-            lb.listen,
-            lb.topic_prefix.clone(),
-            lb.login.clone(),
-            metrics,
-            web_cancel.clone(),
-        )
-        .await
-        .map_err(|e| match e {
-            crate::broker::BrokerError::Bind(..) => {
-                anyhow::Error::new(ConfigCaused::new("local_broker.listen", e))
-            }
-            e => anyhow::Error::new(e).context("cannot start the local MQTT broker"),
-        })?;
-        tokio::spawn(local.mirror(config.gateway.id.clone(), tap.subscribe()));
-    }
+    let web_metrics = crate::web::WebMetrics::register(&mut registry);
+    start_local_broker(config, &mut registry, &tap, &web_cancel).await?;
     let registry = Arc::new(registry);
-
     let (web, web_addr) = match &config.web {
         Some(w) => {
             let (handle, addr) = crate::web::serve(
@@ -234,6 +169,100 @@ impl Running {
         }
         tracing::info!("stopped");
     }
+}
+
+/// Opens the spool (off the runtime) and registers its metrics. A data directory that cannot
+/// be used is the configuration's fault.
+async fn open_spool(config: &Config, registry: &mut Registry) -> anyhow::Result<Arc<Spool>> {
+    let (dir, settings) = (config.gateway.data_dir.clone(), config.spool.clone());
+    let spool = match tokio::task::spawn_blocking(move || Spool::open(&dir, &settings)).await? {
+        Ok(s) => Arc::new(s),
+        Err(e @ spool::SpoolError::Dir { .. }) => {
+            return Err(ConfigCaused::new("gateway.data_dir", e).into())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot open the spool")),
+    };
+    spool.register_metrics(registry);
+    Ok(spool)
+}
+
+/// The uplink, with its TLS material loaded and its metrics registered, if one is configured.
+fn build_uplink(
+    config: &Config,
+    spool: &Arc<Spool>,
+    registry: &mut Registry,
+) -> anyhow::Result<Option<Uplink>> {
+    let Some(up) = &config.upstream else {
+        return Ok(None);
+    };
+    let uplink = Uplink::build(
+        up.clone(),
+        config.gateway.id.clone(),
+        config.source.sha256.clone(),
+        spool.clone(),
+    )
+    .context("cannot set up the uplink's TLS")?;
+    uplink.register_metrics(registry);
+    Ok(Some(uplink))
+}
+
+/// One poller per bus that has devices, feeding `tx`; returns them and their status.
+fn spawn_pollers(
+    config: &Config,
+    tx: mpsc::Sender<crate::record::DevicePoll>,
+    cancel: &CancellationToken,
+    registry: &mut Registry,
+) -> (JoinSet<()>, Vec<Arc<crate::poll::status::BusStatus>>) {
+    let mut pollers = JoinSet::new();
+    let metrics = PollMetrics::default();
+    let mut status = Vec::new();
+    for (b, bus) in config.buses.iter().enumerate() {
+        let devices: Vec<_> = config
+            .devices
+            .iter()
+            .filter(|d| d.bus == b)
+            .cloned()
+            .collect();
+        if devices.is_empty() {
+            tracing::warn!(bus = %bus.name, "no device is configured on this bus; it is not polled");
+            continue;
+        }
+        let poller = BusPoller::new(bus.clone(), devices, tx.clone(), metrics.clone());
+        status.push(poller.status());
+        pollers.spawn(poller.run(cancel.clone()));
+    }
+    metrics.register(registry, status.clone());
+    (pollers, status)
+}
+
+/// The local broker, if configured, fed from the tap until `cancel`. Its own listener binds the
+/// port: a port that is taken is a configuration problem (exit 78).
+async fn start_local_broker(
+    config: &Config,
+    registry: &mut Registry,
+    tap: &broadcast::Sender<Arc<Stored>>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(lb) = &config.local_broker else {
+        return Ok(());
+    };
+    let metrics = crate::broker::LocalMetrics::register(registry);
+    let local = crate::broker::LocalBroker::start(
+        lb.listen,
+        lb.topic_prefix.clone(),
+        lb.login.clone(),
+        metrics,
+        cancel.clone(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::broker::BrokerError::Bind(..) => {
+            anyhow::Error::new(ConfigCaused::new("local_broker.listen", e))
+        }
+        e => anyhow::Error::new(e).context("cannot start the local MQTT broker"),
+    })?;
+    tokio::spawn(local.mirror(config.gateway.id.clone(), tap.subscribe()));
+    Ok(())
 }
 
 /// Waits for Ctrl-C or SIGTERM.

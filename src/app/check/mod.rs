@@ -56,58 +56,109 @@ pub fn check_config(
         return Ok(Verdict::Refused);
     }
     if let Some(up) = &config.upstream {
-        let files = [
-            ("ca_file", &up.ca_file),
-            ("cert_file", &up.cert_file),
-            ("key_file", &up.key_file),
-        ];
-        let missing: Vec<_> = files.iter().filter(|(_, p)| !p.exists()).collect();
-        if missing.is_empty() {
-            if let Err(e) =
-                crate::uplink::tls::client_config(&up.ca_file, &up.cert_file, &up.key_file)
-            {
-                writeln!(err, "{}: upstream: {e}", path.display())?;
-                return Ok(Verdict::Refused);
-            }
-            writeln!(out, "  TLS: CA, certificate and key load and match")?;
-            let dated = [("ca_file", &up.ca_file), ("cert_file", &up.cert_file)];
-            let mut out_of_date = false;
-            for (key, p) in dated {
-                let Some(why) = crate::uplink::tls::out_of_date(p, crate::record::now_ms() / 1000)
-                else {
-                    continue;
-                };
-                out_of_date = true;
-                let (label, then) = match strict {
-                    true => ("", ""),
-                    false => ("warning: ", "; `plantgate run` will not connect with it"),
-                };
-                writeln!(
-                    err,
-                    "{}: {label}upstream.{key}: {why}{then}",
-                    path.display()
-                )?;
-            }
-            if out_of_date && strict {
-                return Ok(Verdict::Refused);
-            }
-        } else {
-            for (key, p) in &missing {
-                writeln!(err, "{}: upstream.{key}: {} does not exist (yet); `plantgate run` will not start without it", path.display(), p.display())?;
-            }
-            if strict {
-                return Ok(Verdict::Refused);
-            }
+        if !check_tls(path, up, strict, out, err)? {
+            return Ok(Verdict::Refused);
         }
     }
     writeln!(out, "OK")?;
     Ok(Verdict::Usable)
 }
 
-/// The one-screen summary `plantgate check-config` prints.
+/// The upstream's TLS files: present, loading and matching, and in date. Returns whether the
+/// configuration may be used (missing files and out-of-date certificates refuse only when
+/// `strict`, as the service's start does).
+fn check_tls(
+    path: &Path,
+    up: &crate::config::Upstream,
+    strict: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<bool> {
+    let files = [
+        ("ca_file", &up.ca_file),
+        ("cert_file", &up.cert_file),
+        ("key_file", &up.key_file),
+    ];
+    let missing: Vec<_> = files.iter().filter(|(_, p)| !p.exists()).collect();
+    if !missing.is_empty() {
+        for (key, p) in &missing {
+            writeln!(err, "{}: upstream.{key}: {} does not exist (yet); `plantgate run` will not start without it", path.display(), p.display())?;
+        }
+        return Ok(!strict);
+    }
+    if let Err(e) = crate::uplink::tls::client_config(&up.ca_file, &up.cert_file, &up.key_file) {
+        writeln!(err, "{}: upstream: {e}", path.display())?;
+        return Ok(false);
+    }
+    writeln!(out, "  TLS: CA, certificate and key load and match")?;
+    let mut out_of_date = false;
+    for (key, p) in [("ca_file", &up.ca_file), ("cert_file", &up.cert_file)] {
+        let Some(why) = crate::uplink::tls::out_of_date(p, crate::record::now_ms() / 1000) else {
+            continue;
+        };
+        out_of_date = true;
+        let (label, then) = match strict {
+            true => ("", ""),
+            false => ("warning: ", "; `plantgate run` will not connect with it"),
+        };
+        writeln!(
+            err,
+            "{}: {label}upstream.{key}: {why}{then}",
+            path.display()
+        )?;
+    }
+    Ok(!(out_of_date && strict))
+}
+
+/// A bus, its devices with their read plans and cadences, and its line load.
+fn bus_lines(s: &mut String, c: &Config, b: usize, bus: &crate::config::Bus) {
+    let _ = writeln!(
+        s,
+        "  bus {}: {}, timeout {} ms",
+        bus.name,
+        link(&bus.link),
+        bus.timeout.as_millis()
+    );
+    for d in c.devices.iter().filter(|d| d.bus == b) {
+        let alarms = d.points.iter().filter(|p| p.alarm.is_some()).count();
+        let reads = crate::poll::plan::plan(&d.points, bus.max_gap).len();
+        let fast = if d.alarm_poll < d.poll {
+            format!(", alarm points every {} ms", d.alarm_poll.as_millis())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "    device {} unit {}: {} points ({alarms} alarm points) in {reads} read{} every {} ms{fast}",
+            d.name,
+            d.unit,
+            d.points.len(),
+            if reads == 1 { "" } else { "s" },
+            d.poll.as_millis()
+        );
+    }
+    if let Some(load) = crate::poll::budget::line_load(bus, c.devices.iter().filter(|d| d.bus == b))
+    {
+        let _ = writeln!(
+            s,
+            "    line load: about {:.0} % of the line's time",
+            load * 100.0
+        );
+        if load > LINE_LOAD_WARN {
+            let _ = writeln!(
+                s,
+                "    warning: bus {}: these cadences need about {:.0} % of the line; polls will fall behind (slow poll_ms or alarm_poll_ms down, raise the baud rate, or split the line)",
+                bus.name,
+                load * 100.0
+            );
+        }
+    }
+}
+
 /// Above this share of a line's time, check-config warns that polls will fall behind.
 const LINE_LOAD_WARN: f64 = 0.8;
 
+/// The one-screen summary `plantgate check-config` prints.
 pub fn summary(c: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -123,48 +174,7 @@ pub fn summary(c: &Config) -> String {
         c.gateway.data_dir.display()
     );
     for (b, bus) in c.buses.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "  bus {}: {}, timeout {} ms",
-            bus.name,
-            link(&bus.link),
-            bus.timeout.as_millis()
-        );
-        for d in c.devices.iter().filter(|d| d.bus == b) {
-            let alarms = d.points.iter().filter(|p| p.alarm.is_some()).count();
-            let reads = crate::poll::plan::plan(&d.points, bus.max_gap).len();
-            let fast = if d.alarm_poll < d.poll {
-                format!(", alarm points every {} ms", d.alarm_poll.as_millis())
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                s,
-                "    device {} unit {}: {} points ({alarms} alarm points) in {reads} read{} every {} ms{fast}",
-                d.name,
-                d.unit,
-                d.points.len(),
-                if reads == 1 { "" } else { "s" },
-                d.poll.as_millis()
-            );
-        }
-        if let Some(load) =
-            crate::poll::budget::line_load(bus, c.devices.iter().filter(|d| d.bus == b))
-        {
-            let _ = writeln!(
-                s,
-                "    line load: about {:.0} % of the line's time",
-                load * 100.0
-            );
-            if load > LINE_LOAD_WARN {
-                let _ = writeln!(
-                    s,
-                    "    warning: bus {}: these cadences need about {:.0} % of the line; polls will fall behind (slow poll_ms or alarm_poll_ms down, raise the baud rate, or split the line)",
-                    bus.name,
-                    load * 100.0
-                );
-            }
-        }
+        bus_lines(&mut s, c, b, bus);
     }
     let _ = writeln!(
         s,
