@@ -314,6 +314,7 @@ fn alarm_changes(
                 sample: s.clone(),
                 level,
                 prev,
+                warn: None,
             });
         }
     }
