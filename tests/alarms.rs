@@ -158,6 +158,35 @@ alarm = {{ 0 = "normal", 1 = "low", 2 = "high", 3 = "fault", 4 = "inhibit" }}
         metric(&text, &key).unwrap_or_else(|| panic!("no {key} in:\n{text}"))
     }
 
+    /// The status page's JSON: `(level shown for device/point, active alarms as "dev pt level")`.
+    async fn page(&self, device: &str, point: &str) -> (Option<String>, Vec<String>) {
+        let (_, _, body) = http_get(self.gw.web_addr.unwrap(), "/api/status").await;
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let level = j["buses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|b| b["devices"].as_array().into_iter().flatten())
+            .filter(|d| d["name"] == device)
+            .flat_map(|d| d["points"].as_array().into_iter().flatten())
+            .find(|p| p["name"] == point)
+            .and_then(|p| p["level"].as_str().map(str::to_string));
+        let active = j["active_alarms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                format!(
+                    "{} {} {}",
+                    a["device"].as_str().unwrap(),
+                    a["point"].as_str().unwrap(),
+                    a["level"].as_str().unwrap()
+                )
+            })
+            .collect();
+        (level, active)
+    }
+
     async fn stop(mut self) {
         self.gw.shutdown().await;
         self.sim.abort();
@@ -350,6 +379,11 @@ async fn an_inhibited_channel_is_never_active_and_a_failed_read_keeps_the_level(
         .gather_for(Duration::from_millis(300), "a poll after")
         .await;
     assert_eq!(rig.active_metric("gas-2").await, 1.0);
+    let (_, active) = rig.page("gas-2", "ch01.status").await;
+    assert!(
+        active.contains(&"gas-2 ch01.status high".to_string()),
+        "{active:?}"
+    );
     rig.gas.registers().input.insert(sim::STATUS_BASE, 4);
     rig.entered("ch01.status", Inhibit).await;
     rig.gw
@@ -364,6 +398,13 @@ async fn an_inhibited_channel_is_never_active_and_a_failed_read_keeps_the_level(
         rig.active_metric("gas-2").await,
         0.0,
         "an inhibited channel is not an active alarm"
+    );
+    // the page shows it as inhibited, and not in its active alarms
+    let (level, active) = rig.page("gas-2", "ch01.status").await;
+    assert_eq!(level.as_deref(), Some("inhibit"));
+    assert!(
+        active.iter().all(|a| !a.starts_with("gas-2 ")),
+        "{active:?}"
     );
 
     // The tank alarms; then its reads fail for a second, then succeed with the same value.
