@@ -72,6 +72,7 @@ fn shipped_examples_are_accepted() {
         "plantgate.example.toml",
         "gd16-rs485.toml",
         "modbus-tcp.toml",
+        "tank-farm.toml",
     ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("config")
@@ -87,6 +88,22 @@ fn shipped_examples_are_accepted() {
         );
         assert!(output.contains("upstream.ca_file"), "{output}");
     }
+}
+
+#[test]
+fn the_tank_farm_has_its_limits_as_alarm_points() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tank-farm.toml");
+    let (code, output) = check(&path, false);
+    assert_eq!(code, 0, "{output}");
+    // level, temperature and pressure of each tank, and every gas channel, carry limits
+    assert!(
+        output.contains("device t101 unit 1: 3 points (3 alarm points) in 1 read every 1000 ms"),
+        "{output}"
+    );
+    assert!(
+        output.contains("device dike-gas unit 10: 4 points (4 alarm points)"),
+        "{output}"
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@ fn poll(alarm: bool) -> DevicePoll {
                 sample: s("ch01.status", 2.0),
                 level: AlarmLevel::High,
                 prev: AlarmLevel::Normal,
+                warn: None,
             }]
         } else {
             vec![]

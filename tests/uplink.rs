@@ -29,6 +29,7 @@ fn synthetic_poll(device: &str, points: usize, alarm: Option<AlarmLevel>) -> Dev
             },
             level,
             prev: AlarmLevel::Normal,
+            warn: None,
         })
         .into_iter()
         .collect();

@@ -1,6 +1,7 @@
 //! `plantgate demo`: the whole gateway on one machine with nothing to install or configure.
 //!
-//! Owns the demo's stage: two simulated GD-16 gas controllers behind a Modbus TCP converter,
+//! Owns the demo's stage: two simulated GD-16 gas controllers and a storage tank that fills
+//! fast (limit alarms and a rate-of-rise warning at the edge) behind a Modbus TCP converter,
 //! an embedded MQTT broker with mutual TLS from a throwaway CA standing in for the command
 //! platform, the gateway itself (built from a generated TOML file, the same path as `run`), and
 //! a platform subscriber that counts what arrives and checks for gaps. Must never write outside
@@ -18,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::pki::Ca;
 use crate::broker::{self, BrokerTls};
-use crate::config::Config;
-use crate::record::AlarmLevel;
+use crate::config::{AlarmMap, Config};
+use crate::record::{AlarmEvent, AlarmLevel};
 use crate::sim::{self, server::SimBus, Controller};
 use crate::spool::Stored;
 
@@ -155,6 +156,42 @@ unit = 2
 poll_ms = 1000
 profile = "gd16"
 
+[[device]]                     # a storage tank's gauges: limits evaluated by the gateway
+name = "tank-1"
+bus = "converter-1"
+unit = 3
+poll_ms = 1000
+[[device.point]]
+name = "t101.level"
+table = "holding"
+address = 20
+type = "u16"
+scale = 0.01
+unit = "m"
+limits = [ {{ above = 9.0, level = "hi" }}, {{ above = 9.5, level = "hihi" }},
+           {{ below = 1.0, level = "lo" }}, {{ below = 0.5, level = "lolo" }} ]
+deadband = 0.05
+alarm_delay_ms = 1000
+rise_per_min = 3.0
+[[device.point]]
+name = "t101.temperature"
+table = "holding"
+address = 21
+type = "i16"
+scale = 0.1
+unit = "°C"
+limits = [ {{ above = 40.0, level = "hi" }} ]
+deadband = 0.5
+[[device.point]]
+name = "t101.pressure"
+table = "holding"
+address = 22
+type = "u16"
+scale = 0.1
+unit = "kPa"
+limits = [ {{ above = 110.0, level = "hi" }}, {{ above = 115.0, level = "hihi" }} ]
+deadband = 0.3
+
 [spool]
 sync_ms = 50
 
@@ -227,9 +264,12 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
         Duration::from_secs(11),
         Duration::from_secs(20),
     ));
+    // A tank that starts filling after 1 s, fast: a rise warning, then hi and hihi.
+    let tank = Controller::tank(sim::tank::Cycle::demo().low_m);
+    tokio::spawn(sim::tank::fill(tank.clone(), sim::tank::Cycle::demo()));
     tokio::spawn(sim::server::serve_tcp(
         sims,
-        SimBus::new([(1, c1), (2, c2)]),
+        SimBus::new([(1, c1), (2, c2), (3, tank)]),
     ));
 
     // The status page on the usual port when it is free, else on any free one.
@@ -261,6 +301,7 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<()> {
     println!(
         "  controllers  Modbus TCP {modbus}, units 1 and 2 (16 channels each, a leak now and then)"
     );
+    println!("  tank         unit 3: level, temperature, pressure; fills fast, past hi and hihi");
     println!("  platform     embedded broker mqtts://localhost:{mqtt_port}, topics {prefix}/#");
     println!("  local MQTT   mqtt://127.0.0.1:{local_mqtt}, topics plant/demo-gw/# (JSON)");
     println!("  config       {}", config_path.display());
@@ -399,15 +440,23 @@ fn print_stored(config: &Config, s: &Stored) {
             continue;
         };
         let mut line = format!("{time} {dev:<6}");
+        // A tank's gauges have units of their own; a gas controller's channels share one.
+        let mixed = d.points.iter().any(|p| p.unit != d.points[0].unit);
         let mut bad = 0;
         for r in s.readings.iter().filter(|r| &*r.device == dev) {
             let Some(p) = d.points.iter().find(|p| p.name == r.sample.point) else {
                 continue;
             };
-            if p.alarm.is_some() {
-                continue;
+            if matches!(p.alarm, Some(AlarmMap::Bool | AlarmMap::Codes(_))) {
+                continue; // status points: their changes get lines of their own
             }
             match r.sample.value {
+                Some(v) if mixed => line.push_str(&format!(
+                    " {} {} {}",
+                    p.name.rsplit('.').next().unwrap_or(&p.name),
+                    v,
+                    p.unit.as_deref().unwrap_or("")
+                )),
                 Some(v) => line.push_str(&format!(" {:>4.1}", v.as_f64())),
                 None => {
                     bad += 1;
@@ -423,38 +472,60 @@ fn print_stored(config: &Config, s: &Stored) {
                 }
             }
         }
-        let unit = d
-            .points
-            .first()
-            .and_then(|p| p.unit.as_deref())
-            .unwrap_or("");
-        line.push_str(&format!(" {unit}"));
+        if !mixed {
+            let unit = d.points[0].unit.as_deref().unwrap_or("");
+            line.push_str(&format!(" {unit}"));
+        }
         if bad > 0 {
             line.push_str(&format!("  ({bad} not read)"));
         }
         println!("{line}");
     }
     for a in &s.alarms {
-        let marker = if a.level.is_active() {
-            "ALARM"
-        } else if a.prev == AlarmLevel::Unknown {
-            "state"
-        } else {
-            "clear"
-        };
         if a.prev == AlarmLevel::Unknown && a.level == AlarmLevel::Normal {
             continue; // the start-up state of quiet channels: sent upstream, not worth a line each
         }
-        println!(
-            "{} {marker} {} {} {} → {} (seq {})",
-            chrono_like(a.sample.ts_ms),
-            a.device,
-            a.sample.point,
-            a.prev,
-            a.level,
-            a.seq
-        );
+        println!("{}", alarm_line(config, a));
     }
+}
+
+/// `12:00:07 ALARM tank-1 t101.level normal → hi at 9.03 m (seq 812)`, or for a warning
+/// `12:00:05 WARN  tank-1 t101.level rise: normal → warning at 8.21 m (seq 640)`.
+fn alarm_line(config: &Config, a: &AlarmEvent) -> String {
+    let marker = if a.level.is_active() {
+        "ALARM"
+    } else if a.level == AlarmLevel::Warning {
+        "WARN "
+    } else if a.prev == AlarmLevel::Unknown {
+        "state"
+    } else {
+        "clear"
+    };
+    let point = config
+        .devices
+        .iter()
+        .find(|d| d.name == a.device)
+        .and_then(|d| d.points.iter().find(|p| p.name == a.sample.point));
+    let warn = a
+        .warn
+        .map(|w| format!(" {w}:", w = w.as_str()))
+        .unwrap_or_default();
+    // A limit or a warning is about a value: say which.
+    let at = match (point, a.sample.value) {
+        (Some(p), Some(v)) if matches!(p.alarm, Some(AlarmMap::Limits(_))) => {
+            format!(" at {v} {}", p.unit.as_deref().unwrap_or(""))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{} {marker} {} {}{warn} {} → {}{at} (seq {})",
+        chrono_like(a.sample.ts_ms),
+        a.device,
+        a.sample.point,
+        a.prev,
+        a.level,
+        a.seq
+    )
 }
 
 /// HH:MM:SS (UTC) of a millisecond timestamp, without a date-time dependency.

@@ -137,10 +137,25 @@ pub struct PointFile {
     pub offset: Option<Spanned<f64>>,
     pub unit: Option<String>,
     pub alarm: Option<Spanned<AlarmFile>>,
+    /// Limit alarms on the scaled value, e.g. `[ { above = 9.0, level = "hi" } ]`.
+    pub limits: Option<Spanned<Vec<Spanned<LimitFile>>>>,
+    pub deadband: Option<Spanned<f64>>,
+    pub alarm_delay_ms: Option<Spanned<i64>>,
+    pub rise_per_min: Option<Spanned<f64>>,
+    pub stuck_after_s: Option<Spanned<i64>>,
     /// Expand this entry into `repeat` points (channels); `{n}` in the name is the channel number.
     pub repeat: Option<Spanned<i64>>,
     /// Registers (or bits) between two repeated points; defaults to the point's width.
     pub stride: Option<Spanned<i64>>,
+}
+
+/// One entry of `limits`: `above` or `below` a threshold, and the level it raises.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitFile {
+    pub above: Option<Spanned<f64>>,
+    pub below: Option<Spanned<f64>>,
+    pub level: Spanned<String>,
 }
 
 /// `alarm = true` (or `false`), or status codes mapped to level names. Its own deserializer,
@@ -177,6 +192,8 @@ impl<'de> Deserialize<'de> for AlarmFile {
 
 const ALARM_EXPECTED: &str = "true (for a bool point) or status codes mapped to levels, e.g. alarm = { 0 = \"normal\", 1 = \"low\", 2 = \"high\" }";
 
+const LEVEL_EXPECTED: &str = "a level: \"normal\", \"low\", \"high\", \"fault\", \"inhibit\", \"hi\", \"hihi\", \"lo\" or \"lolo\"";
+
 /// A level's name in an alarm map; which names exist is validation's business.
 struct LevelName(String);
 
@@ -186,7 +203,7 @@ impl<'de> Deserialize<'de> for LevelName {
         impl Visitor<'_> for Name {
             type Value = LevelName;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a level: \"normal\", \"low\", \"high\" or \"fault\"")
+                f.write_str(LEVEL_EXPECTED)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<LevelName, E> {
                 Ok(LevelName(v.to_string()))
@@ -312,7 +329,7 @@ mod tests {
         );
         assert_eq!(
             alarm("alarm = { 1 = 2 }").unwrap_err(),
-            "invalid type: integer `2`, expected a level: \"normal\", \"low\", \"high\" or \"fault\""
+            format!("invalid type: integer `2`, expected {LEVEL_EXPECTED}")
         );
     }
 

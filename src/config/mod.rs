@@ -4,6 +4,7 @@
 //! ([`validate`]) and the model below. Must never bind a port, open a device or touch the spool:
 //! `plantgate check-config` runs exactly this and nothing else.
 
+mod alarm;
 mod ctx;
 pub mod file;
 mod net;
@@ -12,7 +13,6 @@ pub mod read;
 mod topic;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::record::wire::Format;
 use crate::record::AlarmLevel;
 
+pub use alarm::{AlarmMap, Bound, Limit, Limits};
 pub use validate::validate;
 
 /// A validated configuration.
@@ -177,36 +178,6 @@ impl Kind {
 pub enum WordOrder {
     Big,
     Little,
-}
-
-/// How an alarm point's value maps to a level.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AlarmMap {
-    /// A bool point: `true` is `high`, `false` is `normal`.
-    Bool,
-    /// Status codes to levels; a code not in the map is reported as `fault`.
-    Codes(BTreeMap<i64, AlarmLevel>),
-}
-
-impl AlarmMap {
-    pub fn level(&self, value: crate::record::Value) -> AlarmLevel {
-        match self {
-            AlarmMap::Bool => {
-                if value.as_f64() != 0.0 {
-                    AlarmLevel::High
-                } else {
-                    AlarmLevel::Normal
-                }
-            }
-            AlarmMap::Codes(m) => {
-                let v = value.as_f64();
-                if v.fract() != 0.0 {
-                    return AlarmLevel::Fault;
-                }
-                m.get(&(v as i64)).copied().unwrap_or(AlarmLevel::Fault)
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -76,6 +76,7 @@ pub fn state_change(online: bool, ts_ms: i64) -> AlarmChange {
         },
         level,
         prev,
+        warn: None,
     }
 }
 

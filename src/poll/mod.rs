@@ -4,10 +4,11 @@
 //! into samples with a quality. Must never block on the spool longer than its bounded channel
 //! allows, never drop a sample silently, and never let one device's failure skip another's poll.
 //!
-//! Submodules: [`plan`] (which reads cover which points), [`decode`] (raw → value),
-//! [`transport`] (the line: RTU or TCP, timeouts, reconnects), [`tcp`] (the checked Modbus TCP
-//! client).
+//! Submodules: [`plan`] (which reads cover which points), [`decode`] (raw → value), [`alarm`]
+//! (levels, limits and early warnings), [`transport`] (the line: RTU or TCP, timeouts,
+//! reconnects), [`tcp`] (the checked Modbus TCP client).
 
+pub mod alarm;
 pub mod breaker;
 pub mod budget;
 pub mod decode;
@@ -24,7 +25,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Bus, Device};
-use crate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample};
+use crate::record::{now_ms, DevicePoll, Quality, Sample};
 use plan::Block;
 use status::{BusStatus, PollMetrics};
 use transport::{Line, ReadError, Reply};
@@ -40,8 +41,8 @@ struct Polled {
     next_due: Instant,
     /// When the alarm points alone are due next (`None`: no cadence of their own).
     next_alarm_due: Option<Instant>,
-    /// Last known level of each point (`None`: not an alarm point, or not read yet).
-    levels: Vec<Option<AlarmLevel>>,
+    /// The alarm state of each point (unused for points that are not alarm points).
+    alarms: Vec<alarm::PointAlarm>,
     breaker: breaker::Breaker,
 }
 
@@ -86,7 +87,7 @@ impl BusPoller {
                 Polled {
                     blocks: plan::plan(&device.points, bus.max_gap),
                     alarm_blocks,
-                    levels: vec![None; device.points.len()],
+                    alarms: vec![alarm::PointAlarm::default(); device.points.len()],
                     breaker: breaker::Breaker::default(),
                     device,
                     index,
@@ -155,9 +156,9 @@ impl BusPoller {
             }
             next.schedule(full, now, timed_out.then_some(self.bus.timeout));
             let active = next
-                .levels
+                .alarms
                 .iter()
-                .flatten()
+                .filter_map(alarm::PointAlarm::level)
                 .filter(|l| l.is_active())
                 .count();
             self.metrics.polled(
@@ -269,7 +270,7 @@ async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
             });
         }
     }
-    let alarms = alarm_changes(&d.device, &mut d.levels, &samples);
+    let alarms = alarm::changes(&d.device.points, &mut d.alarms, &samples);
     let samples: Vec<Sample> = samples.into_iter().flatten().collect();
     Outcome {
         poll: DevicePoll {
@@ -289,105 +290,5 @@ pub fn quality_of(e: &ReadError) -> Quality {
         ReadError::Exception(c) => Quality::Exception(*c),
         ReadError::BadFrame(_) => Quality::BadFrame,
         ReadError::Disconnected(_) => Quality::Disconnected,
-    }
-}
-
-/// The alarm state machine: a good sample of an alarm point whose level differs from the last
-/// known one is a transition. A bad sample changes nothing (the last level stands; the reading
-/// itself carries the bad quality).
-fn alarm_changes(
-    device: &Device,
-    levels: &mut [Option<AlarmLevel>],
-    samples: &[Option<Sample>],
-) -> Vec<AlarmChange> {
-    let mut out = Vec::new();
-    for (i, (p, s)) in device.points.iter().zip(samples).enumerate() {
-        let Some(s) = s else { continue };
-        let (Some(map), Some(v)) = (&p.alarm, s.value) else {
-            continue;
-        };
-        let level = map.level(v);
-        let prev = levels[i].unwrap_or(AlarmLevel::Unknown);
-        if prev != level {
-            levels[i] = Some(level);
-            out.push(AlarmChange {
-                sample: s.clone(),
-                level,
-                prev,
-            });
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{AlarmMap, Kind, Point, Table, WordOrder};
-    use crate::record::Value;
-    use std::time::Duration;
-
-    fn device() -> Device {
-        let codes = [
-            (0, AlarmLevel::Normal),
-            (1, AlarmLevel::Low),
-            (2, AlarmLevel::High),
-        ]
-        .into_iter()
-        .collect();
-        Device {
-            name: "d".into(),
-            bus: 0,
-            unit: 1,
-            poll: Duration::from_secs(1),
-            alarm_poll: Duration::from_secs(1),
-            points: vec![Point {
-                name: "st".into(),
-                table: Table::Input,
-                address: 0,
-                kind: Kind::U16,
-                word_order: WordOrder::Big,
-                scale: 1.0,
-                offset: 0.0,
-                unit: None,
-                alarm: Some(AlarmMap::Codes(codes)),
-            }],
-        }
-    }
-
-    fn sample(v: Option<i64>) -> Vec<Option<Sample>> {
-        vec![Some(Sample {
-            point: "st".into(),
-            ts_ms: 1,
-            value: v.map(Value::Int),
-            quality: if v.is_some() {
-                Quality::Good
-            } else {
-                Quality::Timeout
-            },
-        })]
-    }
-
-    #[test]
-    fn alarm_transitions_start_from_unknown_and_ignore_bad_reads() {
-        let d = device();
-        let mut levels = vec![None];
-        let first = alarm_changes(&d, &mut levels, &sample(Some(0)));
-        assert_eq!(
-            (first[0].prev, first[0].level),
-            (AlarmLevel::Unknown, AlarmLevel::Normal)
-        );
-        assert!(alarm_changes(&d, &mut levels, &sample(Some(0))).is_empty());
-        let high = alarm_changes(&d, &mut levels, &sample(Some(2)));
-        assert_eq!(
-            (high[0].prev, high[0].level),
-            (AlarmLevel::Normal, AlarmLevel::High)
-        );
-        // a timeout neither clears nor repeats the alarm
-        assert!(alarm_changes(&d, &mut levels, &sample(None)).is_empty());
-        assert!(alarm_changes(&d, &mut levels, &sample(Some(2))).is_empty());
-        // an unmapped code is a fault, never silently normal
-        let odd = alarm_changes(&d, &mut levels, &sample(Some(9)));
-        assert_eq!(odd[0].level, AlarmLevel::Fault);
     }
 }

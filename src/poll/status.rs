@@ -220,7 +220,8 @@ impl BusStatus {
                 p.sample = Some(smp.clone());
             }
         }
-        for a in &poll.alarms {
+        // An early warning is not the point's level: the level stands while it comes and goes.
+        for a in poll.alarms.iter().filter(|a| a.warn.is_none()) {
             if let Some(p) = d.points.iter_mut().find(|p| *p.name == *a.sample.point) {
                 p.level = Some(a.level);
             }
@@ -281,7 +282,7 @@ impl PollMetrics {
         );
         reg.register(
             "poll_alarms_active",
-            "Alarm points of the device at an active level (low, high, fault)",
+            "Alarm points of the device at an active level (low, high, hi, hihi, lo, lolo, fault; never inhibit)",
             self.alarms_active.clone(),
         );
         reg.register(

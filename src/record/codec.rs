@@ -6,10 +6,14 @@
 //!
 //! ```text
 //! batch  = [1, dev: tstr, ts0: int, [* [pt: tstr, dts: int, v, q: uint]]]   seq = key + index
-//! alarm  = [1, dev: tstr, pt: tstr, ts: int, v, q: uint, level: uint, prev: uint]  seq = key
+//! alarm  = [1, dev: tstr, pt: tstr, ts: int, v, q: uint, level: uint, prev: uint, ? warn: uint]
+//!                                                                               seq = key
 //! gap    = [1, to: uint, reason: uint, ts: int]                                   from = key
 //! v      = bool / int / float32 (when lossless) / float64 / null
 //! q      = 0 good, 1 timeout, 2 bad_frame, 3 disconnected, 4 offline, 5 bad_value, 256 + code: exception
+//! level  = 0 unknown, 1 normal, 2 low, 3 high, 4 fault, 5 hi, 6 hihi, 7 lo, 8 lolo, 9 inhibit,
+//!          10 warning (codes are only ever appended)
+//! warn   = 0 rise, 1 stuck; absent (an 8-element alarm, as older builds wrote) for no warning
 //! ```
 //! Timestamps inside a batch are deltas from `ts0`; sequence numbers are not stored at all: a
 //! batch's readings are numbered from the store key, so a buffered reading costs ~20 bytes.
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
-use super::{AlarmEvent, AlarmLevel, Gap, GapReason, Quality, Reading, Sample, Seq, Value};
+use super::{AlarmEvent, AlarmLevel, Gap, GapReason, Quality, Reading, Sample, Seq, Value, Warn};
 
 const VERSION: u8 = 1;
 
@@ -213,7 +217,7 @@ pub fn decode_batch(first: Seq, bytes: &[u8]) -> Result<Vec<Reading>, DecodeErro
 pub fn encode_alarm(a: &AlarmEvent) -> Vec<u8> {
     let mut e = Encoder::new(Vec::with_capacity(64));
     let _ = e
-        .array(8)
+        .array(if a.warn.is_some() { 9 } else { 8 })
         .and_then(|e| e.u8(VERSION))
         .and_then(|e| e.str(&a.device))
         .and_then(|e| e.str(&a.sample.point))
@@ -223,6 +227,9 @@ pub fn encode_alarm(a: &AlarmEvent) -> Vec<u8> {
         .u16(quality_code(a.sample.quality))
         .and_then(|e| e.u8(a.level.code()))
         .and_then(|e| e.u8(a.prev.code()));
+    if let Some(w) = a.warn {
+        let _ = e.u8(w.code());
+    }
     e.into_writer()
 }
 
@@ -258,7 +265,7 @@ pub fn decode_gap(from: Seq, bytes: &[u8]) -> Result<Gap, DecodeError> {
 /// Decodes a stored alarm event numbered `seq`.
 pub fn decode_alarm(seq: Seq, bytes: &[u8]) -> Result<AlarmEvent, DecodeError> {
     let mut d = Decoder::new(bytes);
-    expect_array(&mut d, "alarm")?;
+    let n = expect_array(&mut d, "alarm")?;
     expect_version(&mut d)?;
     let device = Arc::from(d.str()?);
     let point = Arc::from(d.str()?);
@@ -267,6 +274,14 @@ pub fn decode_alarm(seq: Seq, bytes: &[u8]) -> Result<AlarmEvent, DecodeError> {
     let quality = quality_from(d.u16()?)?;
     let level = level_from(d.u8()?)?;
     let prev = level_from(d.u8()?)?;
+    let warn = match n {
+        8 => None,
+        9 => {
+            let c = d.u8()?;
+            Some(Warn::from_code(c).ok_or_else(|| DecodeError(format!("unknown warning {c}")))?)
+        }
+        n => return Err(DecodeError(format!("alarm of {n} elements"))),
+    };
     Ok(AlarmEvent {
         seq,
         device,
@@ -278,6 +293,7 @@ pub fn decode_alarm(seq: Seq, bytes: &[u8]) -> Result<AlarmEvent, DecodeError> {
         },
         level,
         prev,
+        warn,
     })
 }
 
@@ -383,9 +399,55 @@ mod tests {
             sample: s("ch03.status", 42, Some(Value::Int(2)), Quality::Good),
             level: AlarmLevel::High,
             prev: AlarmLevel::Unknown,
+            warn: None,
         };
         let back = decode_alarm(9, &encode_alarm(&a)).unwrap();
         assert_eq!(back, a);
+        for (level, warn) in [
+            (AlarmLevel::HiHi, None),
+            (AlarmLevel::Inhibit, None),
+            (AlarmLevel::Warning, Some(Warn::Rise)),
+            (AlarmLevel::Normal, Some(Warn::Stuck)),
+        ] {
+            let a = AlarmEvent {
+                level,
+                warn,
+                ..a.clone()
+            };
+            assert_eq!(decode_alarm(9, &encode_alarm(&a)).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn an_alarm_stored_by_an_older_build_still_decodes() {
+        #[rustfmt::skip]
+        let old = [
+            0x88,                   // array(8): an alarm without warn
+            0x01,                   // format version 1
+            0x61, b'd',             // dev "d"
+            0x61, b'p',             // pt "p"
+            0x05,                   // ts = 5
+            0x02,                   // v = 2
+            0x00,                   // q = good
+            0x03,                   // level = 3 high
+            0x01,                   // prev = 1 normal
+        ];
+        let a = decode_alarm(4, &old).unwrap();
+        assert_eq!(
+            (a.level, a.prev, a.warn, a.sample.value),
+            (
+                AlarmLevel::High,
+                AlarmLevel::Normal,
+                None,
+                Some(Value::Int(2))
+            )
+        );
+        // the same alarm as this build writes it: byte for byte
+        assert_eq!(encode_alarm(&a), old);
+        let mut unknown_warn = old.to_vec();
+        unknown_warn[0] = 0x89;
+        unknown_warn.push(0x07);
+        assert!(decode_alarm(4, &unknown_warn).is_err());
     }
 
     #[test]

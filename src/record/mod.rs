@@ -102,22 +102,41 @@ impl fmt::Display for Quality {
 /// Alarm level of an alarm point. `Unknown` is only ever a `prev`: the first good read after
 /// start-up reports every alarm point's level with `prev = unknown`, so the platform learns the
 /// state of alarms that changed while the gateway was down.
+///
+/// `Low` and `High` are a gas controller's first and second alarm levels (GB 16808, GB/T 50493);
+/// `Lo`/`LoLo` and `Hi`/`HiHi` are process limits on a value; `Inhibit` is a channel disabled by
+/// the operator (never an active alarm); `Warning` is an early warning, always sent with the
+/// [`Warn`] that says which. The discriminants are the storage codec's codes: new levels are
+/// appended, never renumbered, so old spools still decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AlarmLevel {
-    Unknown,
-    Normal,
-    Low,
-    High,
-    Fault,
+    Unknown = 0,
+    Normal = 1,
+    Low = 2,
+    High = 3,
+    Fault = 4,
+    Hi = 5,
+    HiHi = 6,
+    Lo = 7,
+    LoLo = 8,
+    Inhibit = 9,
+    Warning = 10,
 }
 
 impl AlarmLevel {
-    pub const ALL: [AlarmLevel; 5] = [
+    /// Every level, in code order (the index is the code).
+    pub const ALL: [AlarmLevel; 11] = [
         AlarmLevel::Unknown,
         AlarmLevel::Normal,
         AlarmLevel::Low,
         AlarmLevel::High,
         AlarmLevel::Fault,
+        AlarmLevel::Hi,
+        AlarmLevel::HiHi,
+        AlarmLevel::Lo,
+        AlarmLevel::LoLo,
+        AlarmLevel::Inhibit,
+        AlarmLevel::Warning,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -127,6 +146,12 @@ impl AlarmLevel {
             AlarmLevel::Low => "low",
             AlarmLevel::High => "high",
             AlarmLevel::Fault => "fault",
+            AlarmLevel::Hi => "hi",
+            AlarmLevel::HiHi => "hihi",
+            AlarmLevel::Lo => "lo",
+            AlarmLevel::LoLo => "lolo",
+            AlarmLevel::Inhibit => "inhibit",
+            AlarmLevel::Warning => "warning",
         }
     }
 
@@ -143,21 +168,53 @@ impl AlarmLevel {
         Self::ALL.get(usize::from(c)).copied()
     }
 
-    /// True for the levels a person must act on.
+    /// True for the alarm levels a person must act on. An early warning asks for a look, not
+    /// for action, and is not counted; an inhibited channel never is.
     pub fn is_active(self) -> bool {
-        self.severity() > 0
+        self.severity() >= 2
     }
 
-    /// How urgently a person must act, for ordering alarms: `high` above `fault` (a gas
-    /// concentration past the second threshold is a danger now; a faulty sensor is blind) above
-    /// `low`; 0 for the levels that need nothing.
+    /// How urgently a person must act, for ordering alarms: the second level of a gas
+    /// controller and the outer process limits (`high`, `hihi`, `lolo`: a danger now) above
+    /// `fault` (a blind sensor) above the first levels (`low`, `hi`, `lo`) above an early
+    /// `warning` (1); 0 for the levels that need nothing (`unknown`, `normal`, `inhibit`).
     pub fn severity(self) -> u8 {
         match self {
-            AlarmLevel::Unknown | AlarmLevel::Normal => 0,
-            AlarmLevel::Low => 1,
-            AlarmLevel::Fault => 2,
-            AlarmLevel::High => 3,
+            AlarmLevel::Unknown | AlarmLevel::Normal | AlarmLevel::Inhibit => 0,
+            AlarmLevel::Warning => 1,
+            AlarmLevel::Low | AlarmLevel::Hi | AlarmLevel::Lo => 2,
+            AlarmLevel::Fault => 3,
+            AlarmLevel::High | AlarmLevel::HiHi | AlarmLevel::LoLo => 4,
         }
+    }
+}
+
+/// Which early warning an event of level [`AlarmLevel::Warning`] (or its end) is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Warn {
+    /// The value climbs faster than the point's `rise_per_min`.
+    Rise = 0,
+    /// A live channel has not changed by one count for the point's `stuck_after_s`.
+    Stuck = 1,
+}
+
+impl Warn {
+    pub const ALL: [Warn; 2] = [Warn::Rise, Warn::Stuck];
+
+    /// Stable short name used on the wire (`warn`), in logs and on the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warn::Rise => "rise",
+            Warn::Stuck => "stuck",
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(c)).copied()
     }
 }
 
@@ -178,12 +235,15 @@ pub struct Sample {
     pub quality: Quality,
 }
 
-/// An alarm point that changed level, before it is stored.
+/// An alarm point that changed level, before it is stored. With `warn`, the event is about
+/// that early warning of the point, apart from its alarm level: `level` is `warning` when it
+/// starts and `normal` when it ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmChange {
     pub sample: Sample,
     pub level: AlarmLevel,
     pub prev: AlarmLevel,
+    pub warn: Option<Warn>,
 }
 
 /// Everything one poll of one device produced: the unit the poller hands to the spool.
@@ -202,7 +262,7 @@ pub struct Reading {
     pub sample: Sample,
 }
 
-/// A stored alarm transition.
+/// A stored alarm transition (or early warning, with `warn`; see [`AlarmChange`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmEvent {
     pub seq: Seq,
@@ -210,6 +270,7 @@ pub struct AlarmEvent {
     pub sample: Sample,
     pub level: AlarmLevel,
     pub prev: AlarmLevel,
+    pub warn: Option<Warn>,
 }
 
 /// Why the gateway announces a range of sequence numbers as a gap.
@@ -265,4 +326,41 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_codes_of_old_spools_are_unchanged_and_names_round_trip() {
+        // Codes 0..=4 are what spools written before the limit levels hold.
+        let old: Vec<u8> = ["unknown", "normal", "low", "high", "fault"]
+            .iter()
+            .map(|n| AlarmLevel::parse(n).unwrap().code())
+            .collect();
+        assert_eq!(old, [0, 1, 2, 3, 4]);
+        for (i, l) in AlarmLevel::ALL.into_iter().enumerate() {
+            assert_eq!(usize::from(l.code()), i);
+            assert_eq!(AlarmLevel::from_code(l.code()), Some(l));
+            assert_eq!(AlarmLevel::parse(l.as_str()), Some(l));
+        }
+        assert_eq!(AlarmLevel::from_code(11), None);
+        for w in Warn::ALL {
+            assert_eq!(Warn::from_code(w.code()), Some(w));
+        }
+    }
+
+    #[test]
+    fn inhibit_and_warnings_are_never_active_and_outer_limits_outrank_fault() {
+        use AlarmLevel::*;
+        let active: Vec<AlarmLevel> = AlarmLevel::ALL
+            .into_iter()
+            .filter(|l| l.is_active())
+            .collect();
+        assert_eq!(active, [Low, High, Fault, Hi, HiHi, Lo, LoLo]);
+        assert!(HiHi.severity() > Fault.severity() && Fault.severity() > Hi.severity());
+        assert_eq!(High.severity(), LoLo.severity());
+        assert!(Warning.severity() > Inhibit.severity() && Warning.severity() < Low.severity());
+    }
 }

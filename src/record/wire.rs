@@ -5,13 +5,15 @@
 //!
 //! ```cddl
 //! readings = { gw: tstr, hist: bool, readings: [* reading] }   ; topic {prefix}/readings
-//! alarm    = { reading-fields, level: level, prev: level }        ; topic {prefix}/alarms
+//! alarm    = { reading-fields, level: level, prev: level, ? warn: warn } ; topic {prefix}/alarms
 //! gap      = { gw: tstr, from: uint, to: uint, reason: reason, ts: int } ; topic {prefix}/gaps
 //! reading  = { reading-fields }
 //! reading-fields = ( gw: tstr, seq: uint, dev: tstr, pt: tstr, ts: int,   ; ts: ms since epoch
 //!                    v: bool / int / float / null, q: quality, ? exc: uint )
 //! quality  = "good" / "timeout" / "exception" / "bad_frame" / "disconnected" / "offline" / "bad_value"
-//! level    = "unknown" / "normal" / "low" / "high" / "fault"
+//! level    = "unknown" / "normal" / "low" / "high" / "hi" / "hihi" / "lo" / "lolo"
+//!          / "fault" / "inhibit" / "warning"
+//! warn     = "rise" / "stuck"   ; an early warning: level "warning" at its start, "normal" at its end
 //! reason   = "unclean_stop" / "evicted" / "damaged"
 //! ```
 //! A gap says: no record numbered `from..=to` (inclusive) that has not reached the platform yet
@@ -83,6 +85,8 @@ struct WireAlarm<'a> {
     sample: WireSample<'a>,
     level: &'static str,
     prev: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warn: Option<&'static str>,
 }
 
 fn encode<T: Serialize>(format: Format, msg: &T) -> Vec<u8> {
@@ -112,6 +116,7 @@ pub fn encode_alarm(format: Format, gw: &str, a: &AlarmEvent) -> Vec<u8> {
         sample: WireSample::new(gw, a.seq, &a.device, &a.sample),
         level: a.level.as_str(),
         prev: a.prev.as_str(),
+        warn: a.warn.map(|w| w.as_str()),
     };
     encode(format, &msg)
 }
@@ -201,6 +206,7 @@ mod tests {
             sample: reading(3, Some(Value::Int(2)), Quality::Good).sample,
             level: AlarmLevel::High,
             prev: AlarmLevel::Normal,
+            warn: None,
         };
         let bytes = encode_alarm(Format::Cbor, "gw1", &a);
         let mut d = minicbor::Decoder::new(&bytes);
@@ -218,5 +224,32 @@ mod tests {
             keys,
             ["gw", "seq", "dev", "pt", "ts", "v", "q", "level", "prev"]
         );
+    }
+
+    #[test]
+    fn an_early_warning_names_its_kind() {
+        let a = AlarmEvent {
+            seq: 4,
+            device: "tank-1".into(),
+            sample: reading(4, Some(Value::Float(7.5)), Quality::Good).sample,
+            level: AlarmLevel::Warning,
+            prev: AlarmLevel::Normal,
+            warn: Some(crate::record::Warn::Rise),
+        };
+        let j: serde_json::Value =
+            serde_json::from_slice(&encode_alarm(Format::Json, "gw1", &a)).unwrap();
+        assert_eq!(
+            (&j["level"], &j["prev"], &j["warn"]),
+            (&"warning".into(), &"normal".into(), &"rise".into())
+        );
+        let hihi = AlarmEvent {
+            level: AlarmLevel::HiHi,
+            warn: None,
+            ..a
+        };
+        let j: serde_json::Value =
+            serde_json::from_slice(&encode_alarm(Format::Json, "gw1", &hihi)).unwrap();
+        assert_eq!(j["level"], "hihi");
+        assert!(j.get("warn").is_none(), "{j}");
     }
 }

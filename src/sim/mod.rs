@@ -1,8 +1,8 @@
 //! Simulated alarm controllers: what `plantgate demo` and the tests poll instead of real hardware.
 //!
 //! Owns a register-level model of a 16-channel gas-detection controller ([`Controller`]), its
-//! drifting concentrations and leak events ([`drift`]), and serving it over Modbus TCP or RTU
-//! ([`server`]). Must never be reachable from `plantgate run`: it exists for the demo and tests.
+//! drifting concentrations and leak events ([`drift`]), a storage tank whose level rises and
+//! falls ([`tank`]), and serving them over Modbus TCP or RTU ([`server`]). Must never be reachable from `plantgate run`: it exists for the demo and tests.
 //!
 //! Register map of the simulated "GD-16" controller (also [`GD16_PROFILE`]):
 //! - input registers 0..=15: gas concentration of channel 1..=16, in 0.1 %LEL (u16)
@@ -14,6 +14,7 @@
 //! Any other address answers with exception 0x02 (illegal data address), as real controllers do.
 
 pub mod server;
+pub mod tank;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

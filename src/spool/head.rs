@@ -259,6 +259,7 @@ mod tests {
             sample: sample(),
             level: AlarmLevel::High,
             prev: AlarmLevel::Normal,
+            warn: None,
         }))
     }
 

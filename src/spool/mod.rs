@@ -263,6 +263,7 @@ impl Spool {
                 sample: a.sample.clone(),
                 level: a.level,
                 prev: a.prev,
+                warn: a.warn,
             };
             seq += 1;
             out.alarms.push(event.clone());

@@ -134,3 +134,14 @@ pub fn next_seq(cfg: &Config) -> u64 {
     s.close();
     next
 }
+
+/// The level the status board shows for an alarm point (`None`: not reported yet).
+pub fn point_level(
+    gw: &Gateway,
+    device: &str,
+    point: &str,
+) -> Option<plantgate::record::AlarmLevel> {
+    let devices = gw.status.devices();
+    let d = devices.iter().find(|d| d.name == device).unwrap();
+    d.points.iter().find(|p| p.name == point).unwrap().level
+}

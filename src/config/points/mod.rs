@@ -1,5 +1,6 @@
 //! Validation of points and profiles: expanding `repeat`ed channels, types, word order, scale,
-//! alarm maps, and the rules between points of one device (unique names, no shared register).
+//! alarm maps, limits and early warnings ([`limits`]), and the rules between points of one
+//! device (unique names, no shared register).
 //!
 //! Owns those rules and their messages. Pure, like the rest of validation: must never stop at
 //! the first error or touch the file system.
@@ -8,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use toml::Spanned;
+
+mod limits;
 
 use super::ctx::{check_name, Ctx};
 use super::file::{AlarmFile, PointFile};
@@ -36,7 +39,22 @@ pub(super) fn expand_point(
     let (table, kind) = table_and_kind(cx, path, f);
     let word_order = word_order(cx, span.clone(), path, f, kind);
     let (scale, offset) = scale_and_offset(cx, path, f, kind);
-    let alarm = alarm(cx, path, f, kind);
+    let alarm = match (
+        alarm(cx, path, f, kind),
+        limits::limits(cx, path, f, kind, scale),
+    ) {
+        (Some(_), Some(_)) => {
+            if let Some(l) = &f.limits {
+                cx.err(
+                    l.span(),
+                    format!("{path}.limits"),
+                    "a point has either status codes (alarm) or limits on its value, not both",
+                );
+            }
+            None
+        }
+        (a, l) => a.or(l),
+    };
     let repeat = f.repeat.as_ref().map_or(1, |r| *r.get_ref());
     if !(1..=1000).contains(&repeat) {
         if let Some(r) = &f.repeat {
@@ -248,14 +266,15 @@ fn alarm(cx: &mut Ctx, path: &str, f: &PointFile, kind: Kind) -> Option<AlarmMap
                     );
                     continue;
                 };
+                // `unknown` and `warning` are levels the gateway reports, never a code's.
                 match AlarmLevel::parse(v) {
-                    Some(l) if l != AlarmLevel::Unknown => {
+                    Some(l) if !matches!(l, AlarmLevel::Unknown | AlarmLevel::Warning) => {
                         codes.insert(code, l);
                     }
                     _ => cx.err(
                         span.clone(),
                         format!("{path}.alarm.{k}"),
-                        format!("\"{v}\": expected \"normal\", \"low\", \"high\" or \"fault\""),
+                        format!("\"{v}\": expected {CODE_LEVELS}"),
                     ),
                 }
             }
@@ -270,6 +289,9 @@ fn alarm(cx: &mut Ctx, path: &str, f: &PointFile, kind: Kind) -> Option<AlarmMap
         }
     }
 }
+
+const CODE_LEVELS: &str =
+    "\"normal\", \"low\", \"high\", \"fault\", \"inhibit\", \"hi\", \"hihi\", \"lo\" or \"lolo\"";
 
 /// The `repeat` channels of an entry: their addresses and names.
 fn channels(

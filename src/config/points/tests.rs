@@ -223,13 +223,28 @@ fn status_codes_are_integers() {
 
 #[test]
 fn levels_are_known() {
-    // `unknown` is a level the gateway reports, never one a code maps to
-    for level in ["critical", "unknown"] {
+    // `unknown` and `warning` are levels the gateway reports, never ones a code maps to
+    for level in ["critical", "unknown", "warning"] {
         assert_eq!(
             refused(&one("input", "u16", &format!("alarm = {{ 0 = \"normal\", 2 = \"{level}\" }}\n"))),
-            [format!("10: device[0].point[0].alarm.2: \"{level}\": expected \"normal\", \"low\", \"high\" or \"fault\"")]
+            [format!("10: device[0].point[0].alarm.2: \"{level}\": expected \"normal\", \"low\", \"high\", \"fault\", \"inhibit\", \"hi\", \"hihi\", \"lo\" or \"lolo\"")]
         );
     }
+    // the gas controller standard's states: an inhibited (disabled) channel and a fault
+    let p = check(&one(
+        "input",
+        "u16",
+        "alarm = { 0 = \"normal\", 3 = \"fault\", 4 = \"inhibit\" }\n",
+    ))
+    .unwrap()
+    .devices
+    .remove(0)
+    .points
+    .remove(0);
+    assert_eq!(
+        p.alarm.map(|a| a.level(crate::record::Value::Int(4))),
+        Some(AlarmLevel::Inhibit)
+    );
 }
 
 #[test]

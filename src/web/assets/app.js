@@ -15,6 +15,7 @@ const T = {
     point: "Point", value: "Value", quality: "Quality", age: "Age", level: "Alarm",
     stale: "The gateway does not answer: the values below are not current.",
     low: "LOW", high: "HIGH", fault: "FAULT", normal: "normal", unknown: "unknown",
+    hi: "HI", hihi: "HIHI", lo: "LO", lolo: "LOLO", inhibit: "inhibited", warning: "WARNING",
     good: "good", timeout: "timeout", exception: "exception", bad_frame: "bad reply", disconnected_q: "line down", offline: "offline", bad_value: "not a number",
     s: "s", ago: "ago", never: "never", lang: "中文",
   },
@@ -31,6 +32,7 @@ const T = {
     point: "测点", value: "数值", quality: "质量", age: "时长", level: "报警",
     stale: "网关无响应：以下数值不是最新的。",
     low: "低报", high: "高报", fault: "故障", normal: "正常", unknown: "未知",
+    hi: "高限", hihi: "高高限", lo: "低限", lolo: "低低限", inhibit: "屏蔽", warning: "预警",
     good: "正常", timeout: "超时", exception: "异常应答", bad_frame: "报文错误", disconnected_q: "线路断开", offline: "离线", bad_value: "非数值",
     s: "秒", ago: "前", never: "从未", lang: "English",
   },
@@ -188,7 +190,8 @@ function render(s) {
   }
 }
 
-function rank(level) { return { high: 3, fault: 2, low: 1 }[level] || 0; }
+// As AlarmLevel::severity(): the outer limits, then fault, then the first levels, then a warning.
+function rank(level) { return { high: 4, hihi: 4, lolo: 4, fault: 3, low: 2, hi: 2, lo: 2, warning: 1 }[level] || 0; }
 
 async function refresh() {
   try {
