@@ -56,6 +56,9 @@
 //! - A file that cannot be opened as a spool is renamed `spool.redb.damaged-<unix-ms>` with an
 //!   ERROR log, and a fresh spool is started, so polling and forwarding go on.
 //! - A spool held by another process is a fatal error: two gateways must not share one.
+//! - Tests and tools can keep a spool on any redb storage backend
+//!   ([`Spool::open_with_backend`]): `tests/power_loss.rs` cuts the power on one at random
+//!   moments and checks every promise above after each cut.
 
 mod flush;
 pub mod head;
@@ -111,7 +114,7 @@ pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
 pub struct Spool {
     /// `None` only while the store is being reopened after an I/O error.
     store: RwLock<Option<Arc<Store>>>,
-    path: PathBuf,
+    origin: store::Origin,
     settings: SpoolSettings,
     head: Mutex<Head>,
     numbers: Mutex<Numbers>,
@@ -151,7 +154,7 @@ impl Spool {
             source,
         })?;
         let path = dir.join(FILE);
-        let first_seq = u64::try_from(now_ms()).unwrap_or(0) * 1000;
+        let first_seq = first_seq();
         let store = match Store::open(&path, settings.cache_bytes, first_seq) {
             Ok(s) => s,
             Err(StoreError::Corrupt { detail, .. }) => {
@@ -166,11 +169,32 @@ impl Spool {
             }
             Err(e) => return Err(e.into()),
         };
+        Spool::with_store(store, settings)
+    }
+
+    /// Opens a spool kept on `backend` instead of a file: for tests (a power-loss model) and
+    /// tools (an image in memory). `label` names it in logs. A damaged image is an error here:
+    /// there is no file to move aside. Blocking.
+    pub fn open_with_backend(
+        backend: std::sync::Arc<dyn store::StorageBackend>,
+        label: &Path,
+        settings: &SpoolSettings,
+    ) -> Result<Spool, SpoolError> {
+        let origin = store::Origin::Backend {
+            label: label.to_owned(),
+            backend,
+        };
+        let store = Store::open_origin(&origin, settings.cache_bytes, first_seq())?;
+        Spool::with_store(store, settings)
+    }
+
+    fn with_store(store: Store, settings: &SpoolSettings) -> Result<Spool, SpoolError> {
+        let origin = store.origin().clone();
         let start = start_numbers(&store)?;
         let (captured, _) = watch::channel(start.next());
         let spool = Spool {
             store: RwLock::new(Some(Arc::new(store))),
-            path,
+            origin,
             settings: settings.clone(),
             head: Mutex::default(),
             numbers: Mutex::new(start),
@@ -427,6 +451,11 @@ impl Spool {
     pub fn subscribe(&self) -> watch::Receiver<Seq> {
         self.captured.subscribe()
     }
+}
+
+/// Where a new store starts numbering: `now_ms × 1000`.
+fn first_seq() -> Seq {
+    u64::try_from(now_ms()).unwrap_or(0) * 1000
 }
 
 /// Where numbering continues, after announcing what an unclean stop may have lost.
