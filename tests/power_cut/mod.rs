@@ -122,6 +122,13 @@ impl PowerCutBackend {
     }
 }
 
+impl PowerCutBackend {
+    /// The disk after a power cut now that keeps nothing since the last sync.
+    pub fn cut_all_unsynced(&self) -> Vec<u8> {
+        self.0.lock().unwrap().durable.clone()
+    }
+}
+
 fn cut(s: &mut State) -> Cut {
     let mut image = s.durable.clone();
     let n = s.pending.len();
