@@ -57,7 +57,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     crate::web::metrics::register_build_info(&mut registry, identity.started);
     let spool = {
         let (dir, settings) = (config.gateway.data_dir.clone(), config.spool.clone());
-        tokio::task::spawn_blocking(move || Spool::open(&dir, &settings))
+        tokio::task::spawn_blocking(move || open_spool(&dir, &settings))
             .await?
             .context("cannot open the spool")?
     };
@@ -224,4 +224,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = watchdog.await;
     running.shutdown().await;
     Ok(())
+}
+
+/// Opens the spool through a check in a child process when this process is the `plantgate`
+/// binary (or `PLANTGATE_EXE` names it), so that no damaged file can stop the gateway; inside
+/// another program (tests that start the gateway in-process) directly.
+fn open_spool(
+    dir: &std::path::Path,
+    settings: &crate::config::SpoolSettings,
+) -> Result<Spool, crate::spool::SpoolError> {
+    let exe = std::env::var_os("PLANTGATE_EXE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .filter(|p| p.file_name().is_some_and(|n| n == "plantgate"));
+    match exe {
+        Some(exe) => crate::spool::salvage::open_guarded(dir, settings, &exe),
+        None => Spool::open(dir, settings),
+    }
 }

@@ -167,6 +167,11 @@ impl Spool {
         loop {
             match self.flush(Instant::now(), true, true) {
                 Ok(_) if lock(&self.head).is_empty() => {
+                    if let super::store::Origin::File(p) = &self.origin {
+                        if let Some(dir) = p.parent() {
+                            super::salvage::clean_close(dir);
+                        }
+                    }
                     tracing::info!(
                         next_seq = lock(&self.numbers).next(),
                         "spool closed cleanly"

@@ -55,6 +55,12 @@
 //! - `kill -9` or power loss: redb reopens at the last completed durable commit.
 //! - A file that cannot be opened as a spool is renamed `spool.redb.damaged-<unix-ms>` with an
 //!   ERROR log, and a fresh spool is started, so polling and forwarding go on.
+//! - The gateway opens through [`salvage::open_guarded`]: a child process checks every page
+//!   first (redb panics on some damaged pages, and release builds abort on a panic); a damaged
+//!   file, or a crash loop (3 starts without a clean close within 10 min), is moved aside and
+//!   what children can read of it goes into a fresh spool with its numbers and reservation;
+//!   what they cannot read is announced as a `damaged` gap. [`scan`] is the only other module
+//!   that imports redb, and runs only in those children.
 //! - A spool held by another process is a fatal error: two gateways must not share one.
 //! - Tests and tools can keep a spool on any redb storage backend
 //!   ([`Spool::open_with_backend`]): `tests/power_loss.rs` cuts the power on one at random
@@ -64,6 +70,8 @@ mod flush;
 pub mod head;
 pub mod numbers;
 mod run;
+pub mod salvage;
+pub mod scan;
 pub mod status;
 pub mod store;
 
@@ -135,7 +143,7 @@ pub struct Spool {
     last_compaction: Mutex<Option<Instant>>,
 }
 
-const FILE: &str = "spool.redb";
+pub(crate) const FILE: &str = "spool.redb";
 const MAX_CHUNK: u64 = 4096;
 /// Every this many deletes of acknowledged records, one is made durable: what a crash can make
 /// the uplink send again is bounded by this many messages (plus those in flight).
@@ -210,6 +218,18 @@ impl Spool {
         };
         spool.refresh_status()?;
         Ok(spool)
+    }
+
+    /// A salvage replaced the file this spool was opened on: shown and counted.
+    pub(crate) fn note_salvaged(&self, s: &salvage::Salvaged) {
+        self.metrics.damaged_files.inc();
+        self.metrics
+            .damaged_lost
+            .inc_by(s.lost.iter().map(|(a, b)| b - a + 1).sum());
+        self.state.update(|st| {
+            st.damaged_files += 1;
+            st.last_damage = Some(s.reason.clone());
+        });
     }
 
     /// The spool's latest counts.
