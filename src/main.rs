@@ -52,6 +52,8 @@ enum Command {
         table: plantgate::spool::scan::Table,
         #[arg(long)]
         backward: bool,
+        #[arg(long)]
+        from: Option<u64>,
     },
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
@@ -79,9 +81,10 @@ fn main() -> ExitCode {
             file,
             table,
             backward,
+            from,
         } => {
             let mut out = std::io::stdout().lock();
-            match plantgate::spool::scan::dump(&file, table, backward, &mut out) {
+            match plantgate::spool::scan::dump(&file, table, backward, from, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

@@ -195,14 +195,17 @@ fn check_in_child(exe: &Path, path: &Path) -> Option<Health> {
     })
 }
 
-/// One pass of a dump: its `K` entries (or `M` values) in order, and whether it reached the end.
+/// One pass of a dump: its `K` entries (or `M` values) in order, whether it reached the end,
+/// and the child's stderr.
 fn dump_in_child(
     exe: &Path,
     file: &Path,
     table: Table,
     backward: bool,
+    from: Option<Seq>,
 ) -> (Vec<(String, String)>, bool, String) {
     let name = format!("{table:?}").to_lowercase();
+    let from = from.map(|f| f.to_string());
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "spool-dump".as_ref(),
         file.as_os_str(),
@@ -211,6 +214,10 @@ fn dump_in_child(
     ];
     if backward {
         args.push("--backward".as_ref());
+    }
+    if let Some(f) = &from {
+        args.push("--from".as_ref());
+        args.push(f.as_ref());
     }
     let (out, _, stderr) = child(exe, &args);
     let mut rows = Vec::new();
@@ -233,25 +240,49 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// What one table gave: entries (key → value, with the numbers each takes), and the hole
-/// between what the forward and the backward pass could read, if the table is damaged.
+/// What one table gave: entries (key → value, with the numbers each takes), and the key
+/// ranges (half-open) a pass read completely: no entry in them was missed.
 struct Part {
     entries: BTreeMap<Seq, (Vec<u8>, u64)>,
-    hole: Option<(Option<Seq>, Option<Seq>)>,
+    covered: Vec<(Seq, Seq)>,
 }
 
-/// Reads a table forward, and backward when the forward pass did not reach the end. An entry
+/// The parts of `0..upper` outside every range in `covered`.
+fn holes(covered: &[(Seq, Seq)], upper: Seq) -> Vec<(Seq, Seq)> {
+    let mut c = covered.to_vec();
+    c.sort_unstable();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (lo, hi) in c {
+        if lo > at && at < upper {
+            out.push((at, lo.min(upper)));
+        }
+        at = at.max(hi);
+    }
+    if at < upper {
+        out.push((at, upper));
+    }
+    out
+}
+
+/// Probes per hole, and rounds of probing.
+const PROBES: u64 = 8;
+const ROUNDS: usize = 2;
+
+/// Reads a table forward; if that stops early, backward from the end, then forward from keys
+/// spread over what is still unread (a descent from the root skips a damaged leaf). An entry
 /// is kept only if it decodes (`len` says how many numbers it takes) and keys run in order.
 fn read_table(
     exe: &Path,
     file: &Path,
     table: Table,
+    upper: Seq,
     len: impl Fn(Seq, &[u8]) -> Option<u64>,
 ) -> Part {
     let mut entries = BTreeMap::new();
-    let parse = |rows: Vec<(String, String)>,
-                 backward: bool,
-                 entries: &mut BTreeMap<Seq, (Vec<u8>, u64)>| {
+    // Returns the edge of what the pass read: one past its last entry (forward), or its
+    // lowest key (backward).
+    let mut parse = |rows: Vec<(String, String)>, backward: bool| {
         let mut last: Option<Seq> = None;
         let mut edge = None;
         for (k, v) in rows {
@@ -268,20 +299,41 @@ fn read_table(
         }
         edge
     };
-    let (fwd, complete, _) = dump_in_child(exe, file, table, false);
-    let fwd_end = parse(fwd, false, &mut entries);
-    if complete {
-        return Part {
-            entries,
-            hole: None,
-        };
+    let (fwd, complete, _) = dump_in_child(exe, file, table, false, None);
+    let edge = parse(fwd, false);
+    let mut covered = vec![(
+        0,
+        if complete {
+            Seq::MAX
+        } else {
+            edge.unwrap_or(0)
+        },
+    )];
+    if !complete {
+        let (bwd, _, _) = dump_in_child(exe, file, table, true, None);
+        if let Some(b) = parse(bwd, true) {
+            covered.push((b, Seq::MAX));
+        }
+        for _ in 0..ROUNDS {
+            for (lo, hi) in holes(&covered, upper).into_iter().take(PROBES as usize) {
+                for i in 1..=PROBES {
+                    let k = lo + (hi - lo) / (PROBES + 1) * i;
+                    if k <= lo || k >= hi {
+                        continue;
+                    }
+                    let (rows, complete, _) = dump_in_child(exe, file, table, false, Some(k));
+                    // What lies between `k` and the first key read may belong to an entry
+                    // that starts below `k`, unread: only from that key on is it covered.
+                    let start = rows.first().and_then(|(f, _)| f.parse::<Seq>().ok());
+                    let edge = parse(rows, false);
+                    if let (Some(start), Some(edge)) = (start, edge) {
+                        covered.push((start, if complete { Seq::MAX } else { edge }));
+                    }
+                }
+            }
+        }
     }
-    let (bwd, _, _) = dump_in_child(exe, file, table, true);
-    let bwd_start = parse(bwd, true, &mut entries);
-    Part {
-        entries,
-        hole: Some((fwd_end, bwd_start)),
-    }
+    Part { entries, covered }
 }
 
 /// Moves the damaged file aside and builds a fresh spool at `path` from what children can
@@ -304,7 +356,7 @@ fn salvage(
     // redb may repair a file on open: the salvage reads a copy and the evidence stays as it was.
     let work = dir.join(format!("{FILE}.salvage"));
     std::fs::copy(&aside, &work).map_err(dir_err)?;
-    let (mut meta_rows, _, stderr) = dump_in_child(exe, &work, Table::Meta, false);
+    let (mut meta_rows, _, stderr) = dump_in_child(exe, &work, Table::Meta, false, None);
     // A truncated file: redb refuses it whole. Zeros where the lost tail was (a sparse
     // extension) make it open, and the pages that are left readable.
     if let Some(layout) = stderr
@@ -316,7 +368,7 @@ fn salvage(
         if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&work) {
             let _ = f.set_len(layout);
         }
-        meta_rows = dump_in_child(exe, &work, Table::Meta, false).0;
+        meta_rows = dump_in_child(exe, &work, Table::Meta, false, None).0;
     }
     let meta: BTreeMap<String, u64> = meta_rows
         .into_iter()
@@ -324,19 +376,21 @@ fn salvage(
         .collect();
     let reserved = meta.get("reserved_until").or(meta.get("next_seq")).copied();
     let below = |k: Seq| reserved.is_none_or(|r| k < r);
-    let readings = read_table(exe, &work, Table::Readings, |k, v| {
+    let first_seq = u64::try_from(now_ms()).unwrap_or(0) * 1000;
+    let upper = reserved.unwrap_or(first_seq);
+    let readings = read_table(exe, &work, Table::Readings, upper, |k, v| {
         codec::decode_batch(k, v)
             .ok()
             .filter(|r| !r.is_empty() && below(k))
             .map(|r| r.len() as u64)
     });
-    let alarms = read_table(exe, &work, Table::Alarms, |k, v| {
+    let alarms = read_table(exe, &work, Table::Alarms, upper, |k, v| {
         codec::decode_alarm(k, v)
             .ok()
             .filter(|_| below(k))
             .map(|_| 1)
     });
-    let gaps = read_table(exe, &work, Table::Gaps, |k, v| {
+    let gaps = read_table(exe, &work, Table::Gaps, upper, |k, v| {
         codec::decode_gap(k, v)
             .ok()
             .filter(|g| g.to >= k)
@@ -344,7 +398,6 @@ fn salvage(
     });
     let _ = std::fs::remove_file(&work);
 
-    let first_seq = u64::try_from(now_ms()).unwrap_or(0) * 1000;
     let end_seen = readings
         .entries
         .iter()
@@ -355,13 +408,21 @@ fn salvage(
     let reserved_until = reserved.unwrap_or(first_seq).max(end_seen);
     let mut lost = Vec::new();
     for part in [&readings, &alarms, &gaps] {
-        if let Some((lo, hi)) = part.hole {
-            let (lo, hi) = (lo.unwrap_or(0), hi.unwrap_or(reserved_until));
-            if lo < hi {
-                lost.push((lo, hi - 1));
-            }
-        }
+        lost.extend(
+            holes(&part.covered, reserved_until)
+                .into_iter()
+                .map(|(lo, hi)| (lo, hi - 1)),
+        );
     }
+    // One range per hole, overlapping holes of different tables merged.
+    lost.sort_unstable();
+    lost.dedup_by(|b, a| {
+        let joins = b.0 <= a.1.saturating_add(1);
+        if joins {
+            a.1 = a.1.max(b.1);
+        }
+        joins
+    });
     let mut new_gaps: Vec<Gap> = gaps
         .entries
         .iter()

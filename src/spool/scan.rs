@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 /// What the integrity check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +54,14 @@ const META_KEYS: [&str; 5] = [
 
 /// Writes one table of `path` to `out`, one line per entry, flushed as it goes: `M <name>
 /// <value>` for meta, `K <key> <hex value>` for the others, and `E` when the pass reached the
-/// end. `backward` reads from the last entry down. Stops at the first error; a damaged page
+/// end. `backward` reads from the last entry down, `from` (forward only) starts at that key, as
+/// a probe past a damaged page: a descent from the root skips the leaves it does not need. Stops at the first error; a damaged page
 /// may instead kill the process, and what was written before survives.
 pub fn dump(
     path: &Path,
     table: Table,
     backward: bool,
+    from: Option<u64>,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     writeln!(out, "{}", super::salvage::HANDSHAKE)?;
@@ -91,7 +93,9 @@ pub fn dump(
     let t = tx
         .open_table(TableDefinition::<u64, &[u8]>::new(name))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let iter = t.iter().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let iter = t
+        .range(from.unwrap_or(0)..)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut line = String::new();
     let mut emit = |k: u64, v: &[u8], out: &mut dyn Write| -> std::io::Result<()> {
         line.clear();
