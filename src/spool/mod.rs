@@ -69,6 +69,7 @@
 
 mod flush;
 pub mod head;
+mod helper;
 pub mod numbers;
 mod run;
 pub mod salvage;
