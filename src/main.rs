@@ -41,6 +41,20 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Internal: check a spool file's every page, in a child process (exit 0 clean, 3 damaged, 4 in use).
+    #[command(hide = true, name = "spool-check")]
+    SpoolCheck { file: PathBuf },
+    /// Internal: dump one table of a possibly damaged spool file, in a child process.
+    #[command(hide = true, name = "spool-dump")]
+    SpoolDump {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        table: plantgate::spool::scan::Table,
+        #[arg(long)]
+        backward: bool,
+        #[arg(long)]
+        from: Option<u64>,
+    },
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -62,6 +76,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config, strict } => check_config(&config, strict),
+        Command::SpoolCheck { file } => spool_check(&file),
+        Command::SpoolDump {
+            file,
+            table,
+            backward,
+            from,
+        } => {
+            let mut out = std::io::stdout().lock();
+            match plantgate::spool::scan::dump(&file, table, backward, from, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             init_logging("info,rumqttd=warn");
             let config = match Config::load(&config) {
@@ -117,6 +147,21 @@ fn check_config(path: &std::path::Path, strict: bool) -> ExitCode {
         Err(e) => {
             eprintln!("error: cannot write the report: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `spool-check`: the handshake on stdout, then redb's integrity check; the verdict is the
+/// exit code (and a damaged file's detail on stderr).
+fn spool_check(file: &std::path::Path) -> ExitCode {
+    use plantgate::spool::{salvage, scan};
+    println!("{}", salvage::HANDSHAKE);
+    match scan::check(file) {
+        scan::Health::Clean => ExitCode::from(salvage::CHECK_CLEAN),
+        scan::Health::Locked => ExitCode::from(salvage::CHECK_LOCKED),
+        scan::Health::Damaged(d) => {
+            eprintln!("{d}");
+            ExitCode::from(salvage::CHECK_DAMAGED)
         }
     }
 }

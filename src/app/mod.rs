@@ -175,13 +175,14 @@ impl Running {
 /// be used is the configuration's fault.
 async fn open_spool(config: &Config, registry: &mut Registry) -> anyhow::Result<Arc<Spool>> {
     let (dir, settings) = (config.gateway.data_dir.clone(), config.spool.clone());
-    let spool = match tokio::task::spawn_blocking(move || Spool::open(&dir, &settings)).await? {
-        Ok(s) => Arc::new(s),
-        Err(e @ spool::SpoolError::Dir { .. }) => {
-            return Err(ConfigCaused::new("gateway.data_dir", e).into())
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("cannot open the spool")),
-    };
+    let spool =
+        match tokio::task::spawn_blocking(move || open_guarded_spool(&dir, &settings)).await? {
+            Ok(s) => Arc::new(s),
+            Err(e @ spool::SpoolError::Dir { .. }) => {
+                return Err(ConfigCaused::new("gateway.data_dir", e).into())
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot open the spool")),
+        };
     spool.register_metrics(registry);
     Ok(spool)
 }
@@ -303,4 +304,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = watchdog.await;
     running.shutdown().await;
     Ok(())
+}
+
+/// Opens the spool through a check in a child process when this process is the `plantgate`
+/// binary (or `PLANTGATE_EXE` names it), so that no damaged file can stop the gateway; inside
+/// another program (tests that start the gateway in-process) directly.
+fn open_guarded_spool(
+    dir: &std::path::Path,
+    settings: &crate::config::SpoolSettings,
+) -> Result<Spool, crate::spool::SpoolError> {
+    let exe = std::env::var_os("PLANTGATE_EXE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .filter(|p| p.file_name().is_some_and(|n| n == "plantgate"));
+    match exe {
+        Some(exe) => crate::spool::salvage::open_guarded(dir, settings, &exe),
+        None => Spool::open(dir, settings),
+    }
 }

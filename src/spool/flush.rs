@@ -131,6 +131,20 @@ impl Spool {
         Ok(out)
     }
 
+    /// Commits what is due at `now`, as the spool's task does: for tools and tests that drive a
+    /// spool without its task (a `now` past every deadline commits the whole head). Returns
+    /// whether anything was written. Blocking.
+    pub fn commit_due(&self, now: Instant) -> Result<bool, StoreError> {
+        self.flush(now, false, false)
+    }
+
+    /// Compacts the file now, whatever its size and the time of the last compaction: for tools
+    /// and tests. Blocking.
+    pub fn compact_now(&self) {
+        *lock(&self.last_compaction) = None;
+        self.compact();
+    }
+
     /// When the settled watermark should next be written (it has advanced, and the last write
     /// is [`SETTLE_EVERY`] old then), if it has advanced at all.
     pub(super) fn settle_due_at(&self) -> Option<Instant> {
@@ -153,6 +167,11 @@ impl Spool {
         loop {
             match self.flush(Instant::now(), true, true) {
                 Ok(_) if lock(&self.head).is_empty() => {
+                    if let super::store::Origin::File(p) = &self.origin {
+                        if let Some(dir) = p.parent() {
+                            super::salvage::clean_close(dir);
+                        }
+                    }
                     tracing::info!(
                         next_seq = lock(&self.numbers).next(),
                         "spool closed cleanly"
@@ -191,10 +210,10 @@ impl Spool {
         self.state.update(|s| s.open = false);
         let mut last = None;
         for _ in 0..50 {
-            match Store::open(&self.path, self.settings.cache_bytes, 0) {
+            match Store::open_origin(&self.origin, self.settings.cache_bytes, 0) {
                 Ok(s) => {
                     *self.store.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
-                    tracing::warn!(spool = %self.path.display(), "spool reopened after an I/O error");
+                    tracing::warn!(spool = %self.origin.path().display(), "spool reopened after an I/O error");
                     return Ok(());
                 }
                 // a reader still holds the old handle for a moment
@@ -248,11 +267,11 @@ impl Spool {
                 }) {
                     tracing::warn!(error = %e, "spool: commit before compaction failed");
                 }
-                let before = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+                let before = self.origin.len();
                 let started = Instant::now();
                 match store.compact() {
                     Ok(_) => {
-                        let after = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+                        let after = self.origin.len();
                         tracing::info!(before, after, took = ?started.elapsed(), "spool compacted after its backlog drained");
                     }
                     Err(e) => {
@@ -272,9 +291,7 @@ impl Spool {
     pub(super) fn refresh_status(&self) -> Result<(u64, u64), StoreError> {
         let store = self.store()?;
         let (c, oldest) = store.counts()?;
-        let bytes = std::fs::metadata(store.path())
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let bytes = store.origin().len();
         let oldest_ts = oldest
             .and_then(|b| codec::decode_batch(0, &b).ok())
             .and_then(|r| r.first().map(|r| r.sample.ts_ms));

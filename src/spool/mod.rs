@@ -15,7 +15,8 @@
 //! acknowledged, so everything reaches the disk within `sync_ms`, as before.
 //!
 //! # Layout
-//! One redb file, `{data_dir}/spool.redb` ([`store`] is the only module that imports redb):
+//! One redb file, `{data_dir}/spool.redb` ([`store`] is the only module that imports redb, but
+//! for [`scan`], which reads damaged files in the salvage's child processes):
 //! - `readings`: key = sequence number of the batch's first reading → one device poll's samples
 //!   ([`crate::record::codec`]); the batch's readings are numbered key, key+1, …
 //! - `alarms`: key = sequence number → one alarm transition.
@@ -55,12 +56,24 @@
 //! - `kill -9` or power loss: redb reopens at the last completed durable commit.
 //! - A file that cannot be opened as a spool is renamed `spool.redb.damaged-<unix-ms>` with an
 //!   ERROR log, and a fresh spool is started, so polling and forwarding go on.
+//! - The gateway opens through [`salvage::open_guarded`]: a child process checks every page
+//!   first (redb panics on some damaged pages, and release builds abort on a panic); a damaged
+//!   file, or a crash loop (3 starts without a clean close within 10 min), is moved aside and
+//!   what children can read of it goes into a fresh spool with its numbers and reservation;
+//!   what they cannot read is announced as a `damaged` gap. [`scan`] is the only other module
+//!   that imports redb, and runs only in those children.
 //! - A spool held by another process is a fatal error: two gateways must not share one.
+//! - Tests and tools can keep a spool on any redb storage backend
+//!   ([`Spool::open_with_backend`]): `tests/power_loss.rs` cuts the power on one at random
+//!   moments and checks every promise above after each cut.
 
 mod flush;
 pub mod head;
+mod helper;
 pub mod numbers;
 mod run;
+pub mod salvage;
+pub mod scan;
 pub mod status;
 pub mod store;
 
@@ -111,7 +124,7 @@ pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
 pub struct Spool {
     /// `None` only while the store is being reopened after an I/O error.
     store: RwLock<Option<Arc<Store>>>,
-    path: PathBuf,
+    origin: store::Origin,
     settings: SpoolSettings,
     head: Mutex<Head>,
     numbers: Mutex<Numbers>,
@@ -132,7 +145,7 @@ pub struct Spool {
     last_compaction: Mutex<Option<Instant>>,
 }
 
-const FILE: &str = "spool.redb";
+pub(crate) const FILE: &str = "spool.redb";
 const MAX_CHUNK: u64 = 4096;
 /// Every this many deletes of acknowledged records, one is made durable: what a crash can make
 /// the uplink send again is bounded by this many messages (plus those in flight).
@@ -151,7 +164,7 @@ impl Spool {
             source,
         })?;
         let path = dir.join(FILE);
-        let first_seq = u64::try_from(now_ms()).unwrap_or(0) * 1000;
+        let first_seq = first_seq();
         let store = match Store::open(&path, settings.cache_bytes, first_seq) {
             Ok(s) => s,
             Err(StoreError::Corrupt { detail, .. }) => {
@@ -166,11 +179,32 @@ impl Spool {
             }
             Err(e) => return Err(e.into()),
         };
+        Spool::with_store(store, settings)
+    }
+
+    /// Opens a spool kept on `backend` instead of a file: for tests (a power-loss model) and
+    /// tools (an image in memory). `label` names it in logs. A damaged image is an error here:
+    /// there is no file to move aside. Blocking.
+    pub fn open_with_backend(
+        backend: std::sync::Arc<dyn store::StorageBackend>,
+        label: &Path,
+        settings: &SpoolSettings,
+    ) -> Result<Spool, SpoolError> {
+        let origin = store::Origin::Backend {
+            label: label.to_owned(),
+            backend,
+        };
+        let store = Store::open_origin(&origin, settings.cache_bytes, first_seq())?;
+        Spool::with_store(store, settings)
+    }
+
+    fn with_store(store: Store, settings: &SpoolSettings) -> Result<Spool, SpoolError> {
+        let origin = store.origin().clone();
         let start = start_numbers(&store)?;
         let (captured, _) = watch::channel(start.next());
         let spool = Spool {
             store: RwLock::new(Some(Arc::new(store))),
-            path,
+            origin,
             settings: settings.clone(),
             head: Mutex::default(),
             numbers: Mutex::new(start),
@@ -186,6 +220,18 @@ impl Spool {
         };
         spool.refresh_status()?;
         Ok(spool)
+    }
+
+    /// A salvage replaced the file this spool was opened on: shown and counted.
+    pub(crate) fn note_salvaged(&self, s: &salvage::Salvaged) {
+        self.metrics.damaged_files.inc();
+        self.metrics
+            .damaged_lost
+            .inc_by(s.lost.iter().map(|(a, b)| b - a + 1).sum());
+        self.state.update(|st| {
+            st.damaged_files += 1;
+            st.last_damage = Some(s.reason.clone());
+        });
     }
 
     /// The spool's latest counts.
@@ -428,6 +474,11 @@ impl Spool {
     pub fn subscribe(&self) -> watch::Receiver<Seq> {
         self.captured.subscribe()
     }
+}
+
+/// Where a new store starts numbering: `now_ms × 1000`.
+fn first_seq() -> Seq {
+    u64::try_from(now_ms()).unwrap_or(0) * 1000
 }
 
 /// Where numbering continues, after announcing what an unclean stop may have lost.

@@ -38,6 +38,9 @@ pub struct SpoolStatus {
     pub evicted_readings: u64,
     /// Commits that failed since start.
     pub append_errors: u64,
+    /// Spool files found damaged and salvaged since start, and why the last one was.
+    pub damaged_files: u64,
+    pub last_damage: Option<String>,
 }
 
 /// The shared, read-only-for-others state of the spool.
@@ -69,6 +72,8 @@ pub struct SpoolMetrics {
     pub(super) evicted: Counter,
     pub(super) append_errors: Counter,
     pub(super) commit: Histogram,
+    pub(super) damaged_files: Counter,
+    pub(super) damaged_lost: Counter,
 }
 
 impl Default for SpoolMetrics {
@@ -82,6 +87,8 @@ impl Default for SpoolMetrics {
             evicted: Counter::default(),
             append_errors: Counter::default(),
             commit: seconds_histogram(),
+            damaged_files: Counter::default(),
+            damaged_lost: Counter::default(),
         }
     }
 }
@@ -157,6 +164,16 @@ impl SpoolMetrics {
             "spool_append_errors",
             "Commits that failed (disk full, I/O error) and were retried",
             self.append_errors.clone(),
+        );
+        reg.register(
+            "spool_damaged_files",
+            "Spool files found damaged (integrity check, crash loop), moved aside and salvaged",
+            self.damaged_files.clone(),
+        );
+        reg.register(
+            "spool_damaged_lost_numbers",
+            "Sequence numbers announced as a damaged gap because a salvage could not read them",
+            self.damaged_lost.clone(),
         );
         reg.register(
             "spool_commit_duration_seconds",

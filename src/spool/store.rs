@@ -7,10 +7,15 @@
 //! atomically.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
+
+/// What redb stores its pages on; re-exported so tests and tools can supply their own
+/// ([`Origin::Backend`]) without importing redb.
+pub use redb::StorageBackend;
 
 use crate::record::codec;
 use crate::record::{Gap, GapReason, Seq};
@@ -140,8 +145,64 @@ pub struct Counts {
     pub evicted_readings: u64,
 }
 
+/// Where a store lives: its file, or (for tests and tools: a power-loss model, an in-memory
+/// image) a storage backend shared with the caller, reopened on the same bytes after an error.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    File(PathBuf),
+    Backend {
+        /// A name for logs and errors; no file is opened there.
+        label: PathBuf,
+        backend: Arc<dyn StorageBackend>,
+    },
+}
+
+impl Origin {
+    /// The file's path, or the backend's label.
+    pub fn path(&self) -> &Path {
+        match self {
+            Origin::File(p) | Origin::Backend { label: p, .. } => p,
+        }
+    }
+
+    /// The store's size in bytes (0 when it cannot be told).
+    pub fn len(&self) -> u64 {
+        match self {
+            Origin::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            Origin::Backend { backend, .. } => backend.len().unwrap_or(0),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Lends a shared backend to one `Database` (redb takes its backend by value).
+#[derive(Debug)]
+struct Shared(Arc<dyn StorageBackend>);
+
+impl StorageBackend for Shared {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
+}
+
 pub struct Store {
     db: Database,
+    origin: Origin,
     path: PathBuf,
 }
 
@@ -154,12 +215,26 @@ fn get(m: &Meta, k: &str) -> Result<u64, redb::Error> {
 impl Store {
     /// Opens or creates the store; a new store numbers its first record `first_seq`.
     pub fn open(path: &Path, cache_bytes: usize, first_seq: u64) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| StoreError::from_redb(path, e.into()))?;
+        Store::open_origin(&Origin::File(path.to_owned()), cache_bytes, first_seq)
+    }
+
+    /// [`Store::open`] on a file or a backend.
+    pub fn open_origin(
+        origin: &Origin,
+        cache_bytes: usize,
+        first_seq: u64,
+    ) -> Result<Store, StoreError> {
+        let path = origin.path();
+        let mut builder = Database::builder();
+        builder.set_cache_size(cache_bytes);
+        let db = match origin {
+            Origin::File(p) => builder.create(p),
+            Origin::Backend { backend, .. } => builder.create_with_backend(Shared(backend.clone())),
+        }
+        .map_err(|e| StoreError::from_redb(path, e.into()))?;
         let store = Store {
             db,
+            origin: origin.clone(),
             path: path.to_owned(),
         };
         store
@@ -189,6 +264,10 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// Rewrites the file without its free pages; returns whether it shrank.
