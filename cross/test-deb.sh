@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs target/debian/plantgate_*_amd64.deb on this machine (root) and checks it the way a
-# technician would meet it; purges it again at the end. Run after `cross/build.sh amd64 --deb`.
+# Installs an amd64 .deb on this machine (root) and checks it the way a technician would meet
+# it; purges it again at the end. Run after `cross/build.sh amd64 [--static] --deb`:
+#   cross/test-deb.sh [target/debian/plantgate_..._amd64[-static].deb]   # default: the newest
+# A *-static.deb must depend on no libc and carry a statically linked binary; the glibc one
+# must depend on libc6 (>= 2.34).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deb=$(ls -t target/debian/plantgate_*_amd64.deb | head -1)
+deb=${1:-$(ls -t target/debian/plantgate_*_amd64*.deb | head -1)}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 echo "== contents of $deb"
@@ -12,7 +15,16 @@ for f in ./usr/bin/plantgate ./lib/systemd/system/plantgate.service ./etc/plantg
          ./usr/share/doc/plantgate/README.md ./usr/share/doc/plantgate/examples/gd16-rs485.toml; do
   dpkg-deb -c "$deb" | awk '{print $6}' | grep -qx "$f" || fail "$f is not in the package"
 done
-dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= 2.34)' || fail "Depends"
+depends=$(dpkg-deb -f "$deb" Depends)
+case $deb in
+  *-static.deb)
+    ! grep -q libc <<<"$depends" || fail "a static package depends on a libc: $depends"
+    dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/plantgate > /tmp/plantgate-deb-bin
+    file /tmp/plantgate-deb-bin | grep -q 'statically linked' || fail "the binary is not static: $(file /tmp/plantgate-deb-bin)"
+    rm -f /tmp/plantgate-deb-bin ;;
+  *) grep -q 'libc6 (>= 2.34)' <<<"$depends" || fail "Depends: $depends" ;;
+esac
+echo "Depends: $depends"
 dpkg-deb -e "$deb" /tmp/plantgate-deb-control
 grep -qx /etc/plantgate/plantgate.toml /tmp/plantgate-deb-control/conffiles || fail "the config is not a conffile"
 

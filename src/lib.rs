@@ -9,6 +9,11 @@
 // Test assertions may unwrap; product code may not (clippy::unwrap_used in Cargo.toml).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+// The static (musl) builds allocate with mimalloc: musl's malloc is slow (README, "Build for ARM").
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod app;
 pub mod broker;
 pub mod config;
