@@ -73,6 +73,7 @@ pub fn subscribe_platform_acked(
     let filter = format!("{prefix}/#");
     tokio::spawn(async move {
         let (client, mut events) = AsyncClient::new(opts, 64);
+        events.network_options.set_tcp_nodelay(true);
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {

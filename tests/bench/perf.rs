@@ -345,7 +345,8 @@ async fn alarms(results: &Mutex<Vec<(String, f64, String)>>, backlog: u64) {
             assert!(Instant::now() < deadline, "alarm {i} never arrived");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // a random pause, so the flips fall anywhere in the poll cycle
+        tokio::time::sleep(Duration::from_millis(300 + rand::random_range(0..250))).await;
     }
     let tag = if backlog > 0 { "draining" } else { "idle" };
     figure(

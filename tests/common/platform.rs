@@ -86,7 +86,7 @@ impl Mosquitto {
             format!(
                 "user root\nper_listener_settings false\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
                  require_certificate true\nuse_identity_as_username true\npersistence true\npersistence_location {}/\n\
-                 autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_type error\n",
+                 autosave_interval 1\nset_tcp_nodelay true\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_type error\n",
                 pki.ca.cert_file.display(),
                 pki.broker.cert_file.display(),
                 pki.broker.key_file.display(),
