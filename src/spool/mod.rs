@@ -71,13 +71,15 @@ mod flush;
 pub mod head;
 mod helper;
 pub mod numbers;
+mod open;
+mod read;
 mod run;
 pub mod salvage;
 pub mod scan;
 pub mod status;
 pub mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -85,7 +87,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::config::SpoolSettings;
-use crate::record::{codec, now_ms, AlarmEvent, DevicePoll, Gap, GapReason, Reading, Seq};
+use crate::record::{AlarmEvent, DevicePoll, Reading, Seq};
 use head::{Entry, Head};
 use numbers::Numbers;
 use status::{SpoolMetrics, SpoolState, SpoolStatus};
@@ -156,84 +158,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Spool {
-    /// Opens the spool in `dir`, moving a damaged file aside, announcing what an unclean stop
-    /// may have lost, and reserving the first block of numbers. Blocking.
-    pub fn open(dir: &Path, settings: &SpoolSettings) -> Result<Spool, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(|source| SpoolError::Dir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let path = dir.join(FILE);
-        let first_seq = first_seq();
-        let store = match Store::open(&path, settings.cache_bytes, first_seq) {
-            Ok(s) => s,
-            Err(StoreError::Corrupt { detail, .. }) => {
-                let aside = dir.join(format!("{FILE}.damaged-{}", now_ms()));
-                tracing::error!(spool = %path.display(), moved_to = %aside.display(), %detail,
-                    "the spool file is damaged: it is kept for inspection and a new spool is started; records in it are not forwarded");
-                std::fs::rename(&path, &aside).map_err(|source| SpoolError::Dir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-                Store::open(&path, settings.cache_bytes, first_seq)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Spool::with_store(store, settings)
-    }
-
-    /// Opens a spool kept on `backend` instead of a file: for tests (a power-loss model) and
-    /// tools (an image in memory). `label` names it in logs. A damaged image is an error here:
-    /// there is no file to move aside. Blocking.
-    pub fn open_with_backend(
-        backend: std::sync::Arc<dyn store::StorageBackend>,
-        label: &Path,
-        settings: &SpoolSettings,
-    ) -> Result<Spool, SpoolError> {
-        let origin = store::Origin::Backend {
-            label: label.to_owned(),
-            backend,
-        };
-        let store = Store::open_origin(&origin, settings.cache_bytes, first_seq())?;
-        Spool::with_store(store, settings)
-    }
-
-    fn with_store(store: Store, settings: &SpoolSettings) -> Result<Spool, SpoolError> {
-        let origin = store.origin().clone();
-        let start = start_numbers(&store)?;
-        let (captured, _) = watch::channel(start.next());
-        let spool = Spool {
-            store: RwLock::new(Some(Arc::new(store))),
-            origin,
-            settings: settings.clone(),
-            head: Mutex::default(),
-            numbers: Mutex::new(start),
-            state: Arc::default(),
-            metrics: SpoolMetrics::default(),
-            captured,
-            budget: AtomicU64::new(settings.max_bytes / 100 * 45),
-            chunk: AtomicU64::new(MAX_CHUNK),
-            undurable_deletes: AtomicU64::new(0),
-            failing: Default::default(),
-            settled: Mutex::new((Instant::now(), start.next())),
-            last_compaction: Mutex::new(None),
-        };
-        spool.refresh_status()?;
-        Ok(spool)
-    }
-
-    /// A salvage replaced the file this spool was opened on: shown and counted.
-    pub(crate) fn note_salvaged(&self, s: &salvage::Salvaged) {
-        self.metrics.damaged_files.inc();
-        self.metrics
-            .damaged_lost
-            .inc_by(s.lost.iter().map(|(a, b)| b - a + 1).sum());
-        self.state.update(|st| {
-            st.damaged_files += 1;
-            st.last_damage = Some(s.reason.clone());
-        });
-    }
-
     /// The spool's latest counts.
     pub fn status(&self) -> SpoolStatus {
         self.state.get()
@@ -386,76 +310,6 @@ impl Spool {
         Ok(())
     }
 
-    /// Pending gaps from `from`, oldest first. Blocking.
-    pub fn gaps(&self, from: Seq, max: usize) -> Result<Vec<Gap>, StoreError> {
-        let rows = self.store()?.gaps(from, max)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(k, v)| codec::decode_gap(k, &v).ok())
-            .collect())
-    }
-
-    /// Pending alarms from sequence `from`, oldest first, captured or stored. Blocking.
-    pub fn alarms(&self, from: Seq, max: usize) -> Result<Vec<AlarmEvent>, StoreError> {
-        // The head first, then the store: an entry moving from one to the other meanwhile is
-        // seen at least once, and duplicates fall out by key.
-        let mut out: std::collections::BTreeMap<Seq, AlarmEvent> = lock(&self.head)
-            .alarms(from, max)
-            .into_iter()
-            .map(|a| (a.seq, (*a).clone()))
-            .collect();
-        for (k, v) in self.store()?.alarms(from, max)? {
-            match codec::decode_alarm(k, &v) {
-                Ok(a) => {
-                    out.insert(k, a);
-                }
-                Err(e) => self.discard_undecodable(&[], &[k], &e),
-            }
-        }
-        Ok(out.into_values().take(max).collect())
-    }
-
-    /// Pending reading batches with keys in `from..below`, oldest first, captured or stored, at
-    /// most about `max_readings` readings (always at least one batch). Blocking.
-    pub fn readings(
-        &self,
-        from: Seq,
-        below: Seq,
-        max_readings: usize,
-    ) -> Result<Vec<(Seq, Vec<Reading>)>, StoreError> {
-        let max = max_readings.max(1);
-        let mut all: std::collections::BTreeMap<Seq, Vec<Reading>> = lock(&self.head)
-            .batches(from, below, max)
-            .into_iter()
-            .map(|(k, r)| (k, (*r).clone()))
-            .collect();
-        for (k, v) in self.store()?.readings(from, below, max)? {
-            match codec::decode_batch(k, &v) {
-                Ok(r) => {
-                    all.insert(k, r);
-                }
-                Err(e) => self.discard_undecodable(&[k], &[], &e),
-            }
-        }
-        let mut out = Vec::new();
-        let mut n = 0;
-        for (k, r) in all {
-            if n > 0 && n + r.len() > max_readings {
-                break;
-            }
-            n += r.len();
-            out.push((k, r));
-        }
-        Ok(out)
-    }
-
-    fn discard_undecodable(&self, readings: &[u64], alarms: &[u64], e: &codec::DecodeError) {
-        tracing::error!(?readings, ?alarms, error = %e, "dropping an unreadable spool entry");
-        if let Ok(store) = self.store() {
-            let _ = store.delete(readings, alarms, &[], false);
-        }
-    }
-
     /// Where "live" starts for a session connecting now: the oldest record still in the head
     /// (captured within `sync_ms`, or held while the disk refuses it), else the next number.
     /// Below it is backlog: what an outage left waiting on disk.
@@ -474,43 +328,4 @@ impl Spool {
     pub fn subscribe(&self) -> watch::Receiver<Seq> {
         self.captured.subscribe()
     }
-}
-
-/// Where a new store starts numbering: `now_ms × 1000`.
-fn first_seq() -> Seq {
-    u64::try_from(now_ms()).unwrap_or(0) * 1000
-}
-
-/// Where numbering continues, after announcing what an unclean stop may have lost.
-fn start_numbers(store: &Store) -> Result<Numbers, StoreError> {
-    let (c, _) = store.counts()?;
-    let mut gaps = Vec::new();
-    if c.settled_below < c.reserved_until {
-        let present = store.present_from(c.settled_below)?;
-        for (from, to) in numbers::unvouched(c.settled_below, c.reserved_until, present) {
-            tracing::warn!(
-                from,
-                to,
-                "the last run stopped uncleanly: records numbered in this range that the platform has not received are lost (announced as a gap)"
-            );
-            gaps.push(Gap {
-                from,
-                to,
-                reason: GapReason::UncleanStop,
-                ts_ms: now_ms(),
-            });
-        }
-    }
-    let mut n = Numbers::new(c.reserved_until, c.reserved_until);
-    let until = n.wants_reserve(0).unwrap_or(c.reserved_until);
-    store.write(Write {
-        reserved_until: Some(until),
-        settled_below: Some(c.reserved_until),
-        gaps,
-        budget: u64::MAX,
-        now_ms: now_ms(),
-        ..Write::default()
-    })?;
-    n.reserved(until);
-    Ok(n)
 }

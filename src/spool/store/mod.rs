@@ -4,18 +4,21 @@
 //! commit and the bookkeeping that must change in the same transaction as the data (reserved
 //! numbers, the settled watermark, pending counts, logical bytes, evictions). Must never decide
 //! policy: what to write, evict or delete and when is the spool's; this module only does it
-//! atomically.
+//! atomically. Reads are in [`read`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 /// What redb stores its pages on; re-exported so tests and tools can supply their own
 /// ([`Origin::Backend`]) without importing redb.
 pub use redb::StorageBackend;
+
+mod origin;
+mod read;
+
+pub use origin::Origin;
+use origin::Shared;
 
 use crate::record::codec;
 use crate::record::{Gap, GapReason, Seq};
@@ -143,61 +146,6 @@ pub struct Counts {
     pub gaps: u64,
     pub logical_bytes: u64,
     pub evicted_readings: u64,
-}
-
-/// Where a store lives: its file, or (for tests and tools: a power-loss model, an in-memory
-/// image) a storage backend shared with the caller, reopened on the same bytes after an error.
-#[derive(Clone, Debug)]
-pub enum Origin {
-    File(PathBuf),
-    Backend {
-        /// A name for logs and errors; no file is opened there.
-        label: PathBuf,
-        backend: Arc<dyn StorageBackend>,
-    },
-}
-
-impl Origin {
-    /// The file's path, or the backend's label.
-    pub fn path(&self) -> &Path {
-        match self {
-            Origin::File(p) | Origin::Backend { label: p, .. } => p,
-        }
-    }
-
-    /// The store's size in bytes (0 when it cannot be told).
-    pub fn len(&self) -> u64 {
-        match self {
-            Origin::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
-            Origin::Backend { backend, .. } => backend.len().unwrap_or(0),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Lends a shared backend to one `Database` (redb takes its backend by value).
-#[derive(Debug)]
-struct Shared(Arc<dyn StorageBackend>);
-
-impl StorageBackend for Shared {
-    fn len(&self) -> std::io::Result<u64> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.write(offset, data)
-    }
 }
 
 pub struct Store {
@@ -424,94 +372,6 @@ impl Store {
             meta.insert(LOGICAL_BYTES, bytes)?;
             Ok(())
         })
-    }
-
-    fn scan(
-        &self,
-        table: TableDefinition<u64, &[u8]>,
-        from: u64,
-        below: u64,
-        max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let run = || -> Result<Vec<(u64, Vec<u8>)>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let t = tx.open_table(table)?;
-            let mut out = Vec::new();
-            if from >= below {
-                return Ok(out);
-            }
-            for item in t.range(from..below)?.take(max) {
-                let (k, v) = item?;
-                out.push((k.value(), v.value().to_vec()));
-            }
-            Ok(out)
-        };
-        run().map_err(|e| StoreError::from_redb(&self.path, e))
-    }
-
-    /// Up to `max` reading batches with keys in `from..below`, oldest first.
-    pub fn readings(
-        &self,
-        from: u64,
-        below: u64,
-        max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.scan(READINGS, from, below, max)
-    }
-
-    /// Up to `max` alarms with keys from `from`, oldest first.
-    pub fn alarms(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.scan(ALARMS, from, u64::MAX, max)
-    }
-
-    /// Up to `max` gaps with keys from `from`, oldest first.
-    pub fn gaps(&self, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.scan(GAPS, from, u64::MAX, max)
-    }
-
-    /// Keys and lengths of the entries at or above `from`, readings and alarms merged in key
-    /// order: what a restart knows will still be sent.
-    pub fn present_from(&self, from: u64) -> Result<Vec<(Seq, u64)>, StoreError> {
-        let mut out: Vec<(Seq, u64)> = self
-            .readings(from, u64::MAX, usize::MAX)?
-            .into_iter()
-            .map(|(k, v)| (k, codec::batch_len(&v).unwrap_or(1)))
-            .chain(
-                self.alarms(from, usize::MAX)?
-                    .into_iter()
-                    .map(|(k, _)| (k, 1)),
-            )
-            .collect();
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    /// Counters, and the oldest reading batch (for its age).
-    pub fn counts(&self) -> Result<(Counts, Option<Vec<u8>>), StoreError> {
-        let run = || -> Result<(Counts, Option<Vec<u8>>), redb::Error> {
-            let tx = self.db.begin_read()?;
-            let meta = tx.open_table(META)?;
-            let get = |k: &str| -> Result<u64, redb::Error> {
-                Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
-            };
-            let readings = tx.open_table(READINGS)?;
-            let alarms = tx.open_table(ALARMS)?;
-            let gaps = tx.open_table(GAPS)?;
-            let oldest = readings.first()?.map(|(_, v)| v.value().to_vec());
-            Ok((
-                Counts {
-                    reserved_until: get(RESERVED)?,
-                    settled_below: get(SETTLED)?,
-                    readings: get(READINGS_PENDING)?,
-                    alarms: alarms.len()?,
-                    gaps: gaps.len()?,
-                    logical_bytes: get(LOGICAL_BYTES)?,
-                    evicted_readings: get(EVICTED)?,
-                },
-                oldest,
-            ))
-        };
-        run().map_err(|e| StoreError::from_redb(&self.path, e))
     }
 }
 

@@ -1,0 +1,82 @@
+//! The spool's reads for the uplink: pending alarms, gaps and reading batches, from the head
+//! (captured, not yet durable) and the store together, in key order.
+//!
+//! Owns the merge: the head is read first, then the store, so an entry moving from one to the
+//! other meanwhile is seen at least once, and duplicates fall out by key. Must never change
+//! what is pending, except to drop an entry that cannot be decoded (logged).
+
+use super::store::StoreError;
+use super::{lock, Spool};
+use crate::record::{codec, AlarmEvent, Gap, Reading, Seq};
+
+impl Spool {
+    /// Pending gaps from `from`, oldest first. Blocking.
+    pub fn gaps(&self, from: Seq, max: usize) -> Result<Vec<Gap>, StoreError> {
+        let rows = self.store()?.gaps(from, max)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| codec::decode_gap(k, &v).ok())
+            .collect())
+    }
+
+    /// Pending alarms from sequence `from`, oldest first, captured or stored. Blocking.
+    pub fn alarms(&self, from: Seq, max: usize) -> Result<Vec<AlarmEvent>, StoreError> {
+        // The head first, then the store: an entry moving from one to the other meanwhile is
+        // seen at least once, and duplicates fall out by key.
+        let mut out: std::collections::BTreeMap<Seq, AlarmEvent> = lock(&self.head)
+            .alarms(from, max)
+            .into_iter()
+            .map(|a| (a.seq, (*a).clone()))
+            .collect();
+        for (k, v) in self.store()?.alarms(from, max)? {
+            match codec::decode_alarm(k, &v) {
+                Ok(a) => {
+                    out.insert(k, a);
+                }
+                Err(e) => self.discard_undecodable(&[], &[k], &e),
+            }
+        }
+        Ok(out.into_values().take(max).collect())
+    }
+
+    /// Pending reading batches with keys in `from..below`, oldest first, captured or stored, at
+    /// most about `max_readings` readings (always at least one batch). Blocking.
+    pub fn readings(
+        &self,
+        from: Seq,
+        below: Seq,
+        max_readings: usize,
+    ) -> Result<Vec<(Seq, Vec<Reading>)>, StoreError> {
+        let max = max_readings.max(1);
+        let mut all: std::collections::BTreeMap<Seq, Vec<Reading>> = lock(&self.head)
+            .batches(from, below, max)
+            .into_iter()
+            .map(|(k, r)| (k, (*r).clone()))
+            .collect();
+        for (k, v) in self.store()?.readings(from, below, max)? {
+            match codec::decode_batch(k, &v) {
+                Ok(r) => {
+                    all.insert(k, r);
+                }
+                Err(e) => self.discard_undecodable(&[k], &[], &e),
+            }
+        }
+        let mut out = Vec::new();
+        let mut n = 0;
+        for (k, r) in all {
+            if n > 0 && n + r.len() > max_readings {
+                break;
+            }
+            n += r.len();
+            out.push((k, r));
+        }
+        Ok(out)
+    }
+
+    fn discard_undecodable(&self, readings: &[u64], alarms: &[u64], e: &codec::DecodeError) {
+        tracing::error!(?readings, ?alarms, error = %e, "dropping an unreadable spool entry");
+        if let Ok(store) = self.store() {
+            let _ = store.delete(readings, alarms, &[], false);
+        }
+    }
+}
