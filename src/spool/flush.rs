@@ -48,7 +48,7 @@ impl Spool {
             let mut due = if all {
                 head.take_all()
             } else {
-                head.take_due(now)
+                head.take_due_batched(now, self.settings.sync)
             };
             if due.len() > max {
                 let rest: Vec<u64> = due.split_off(max).iter().map(Entry::key).collect();

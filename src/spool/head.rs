@@ -100,6 +100,17 @@ impl Head {
         self.take(|s| matches!(s.entry, Entry::Alarm(_)) || s.deadline <= now)
     }
 
+    /// [`Head::take_due`], and when a reading is past its deadline (the broker is not keeping
+    /// up) also the readings due within `ahead`: one commit per `sync_ms` during an outage
+    /// instead of one per device poll. An alarm alone takes no reading with it, since readings
+    /// on a healthy link are acknowledged long before their deadline.
+    pub fn take_due_batched(&mut self, now: Instant, ahead: std::time::Duration) -> Vec<Entry> {
+        let late = self.slots.values().any(|s| {
+            !s.committing && !s.acked && s.deadline <= now && matches!(s.entry, Entry::Readings(_))
+        });
+        self.take_due(if late { now + ahead } else { now })
+    }
+
     /// Everything not yet committing (on shutdown).
     pub fn take_all(&mut self) -> Vec<Entry> {
         self.take(|_| true)
@@ -280,6 +291,21 @@ mod tests {
         assert_eq!(keys(&h.take_due(t0 + sync)), [10]);
         assert!(h.take_due(t0 + sync).is_empty(), "nothing is taken twice");
         assert_eq!(keys(&h.take_all()), [15]);
+    }
+
+    #[test]
+    fn a_late_reading_takes_the_next_window_with_it_but_an_alarm_takes_none() {
+        let t0 = Instant::now();
+        let sync = Duration::from_millis(100);
+        let mut h = Head::default();
+        h.push(alarm(1), t0);
+        h.push(readings(2, 4), t0 + sync);
+        h.push(readings(6, 4), t0 + sync + sync / 2);
+        h.push(readings(10, 4), t0 + sync * 3);
+        // only the alarm is due: readings stay in memory for their acknowledgement
+        assert_eq!(keys(&h.take_due_batched(t0, sync)), [1]);
+        // the first reading is late: the ones due within the next sync_ms go with it
+        assert_eq!(keys(&h.take_due_batched(t0 + sync, sync)), [2, 6]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!     cargo bench --bench perf                  # everything, about four minutes
 //!     PLANTGATE_PERF=wear,latency cargo bench --bench perf   # a subset
 //!     PLANTGATE_PERF_BIN=/path/to/older/plantgate cargo bench --bench perf   # another build
+//!     PLANTGATE_PERF_WEAR=20,200 ...             # the device counts of the wear figures
 //!
 //! Figures: bytes written per reading and per day (healthy link and outage) at 20, 200 and
 //! 1,000 devices; end-to-end readings/s and CPU seconds per 1,000 readings; capture → subscriber
@@ -227,7 +228,10 @@ async fn captured(path: &Path) -> f64 {
     let cfg = plantgate::config::Config::load(path).unwrap();
     let addr = cfg.web.unwrap().listen;
     let (_, _, body) = common::http_get(addr, "/metrics").await;
-    common::metric(&body, "plantgate_spool_captured_records_total").unwrap_or(0.0)
+    common::metric(&body, "plantgate_spool_captured_records_total")
+        // builds before the write-behind spool counted records at commit
+        .or_else(|| common::metric(&body, "plantgate_spool_appended_records_total"))
+        .unwrap_or(0.0)
 }
 
 /// Bytes written per reading over `secs`, healthy link and then with the broker stopped.
@@ -486,7 +490,8 @@ async fn main() {
     let want = |k: &str| only.is_empty() || only.split(',').any(|o| o == k);
     let results = Mutex::new(Vec::new());
     if want("wear") {
-        for n in [20, 200, 1000] {
+        let sizes = std::env::var("PLANTGATE_PERF_WEAR").unwrap_or_else(|_| "20,200,1000".into());
+        for n in sizes.split(',').filter_map(|n| n.parse().ok()) {
             wear(&results, n, 20).await;
         }
     }
