@@ -18,6 +18,9 @@ use crate::record::{codec, now_ms};
 /// announces what could not be kept as a gap).
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
+/// How often a lowered budget may be raised again while commits succeed.
+const REGAIN_EVERY: Duration = Duration::from_secs(30);
+
 /// Files smaller than this are never compacted.
 pub(super) const COMPACT_ABOVE: u64 = 16 << 20;
 /// A backlog counts as drained, for compaction, when less than this is left of it.
@@ -89,6 +92,7 @@ impl Spool {
         };
         self.chunk.store(MAX_CHUNK, Ordering::Relaxed);
         self.failing.store(false, Ordering::Relaxed);
+        self.regain_budget();
         self.undurable_deletes.store(0, Ordering::Relaxed);
         *lock(&self.settled) = (now, settled);
         self.metrics.commit.observe(started.elapsed().as_secs_f64());
@@ -225,6 +229,35 @@ impl Spool {
         Err(last.unwrap_or_else(|| StoreError::Io("cannot reopen the spool".into())))
     }
 
+    /// The budget a failure lowered comes back once commits succeed again: doubled (plus
+    /// 1 MiB) at most every [`REGAIN_EVERY`], up to its start value, while the file is not near
+    /// `max_bytes`. If the disk is still short, the next failure lowers it again; without this
+    /// one ENOSPC would shrink the spool (and evict every reading of the next outage) until a
+    /// restart.
+    fn regain_budget(&self) {
+        let full = self.settings.max_bytes / 100 * 45;
+        let mut last = lock(&self.last_lowered);
+        // Only what a failure lowered: a budget tightened because the file neared max_bytes
+        // stays tight, and nothing is raised while the file is near its limit.
+        let Some(at) = *last else { return };
+        let near_limit = self.state.get().bytes > self.settings.max_bytes / 10 * 9;
+        if at.elapsed() < REGAIN_EVERY || near_limit {
+            return;
+        }
+        let raised = self
+            .budget()
+            .saturating_mul(2)
+            .saturating_add(1 << 20)
+            .min(full);
+        self.budget.store(raised, Ordering::Relaxed);
+        *last = (raised < full).then(Instant::now);
+        tracing::info!(
+            budget = raised,
+            max_bytes = self.settings.max_bytes,
+            "spool commits succeed again: budget raised (the limit now in force)"
+        );
+    }
+
     /// After a failed commit (disk full, I/O error): reopens the store and evicts a tenth of the
     /// buffered readings in a commit of its own, so the next attempt finds free pages.
     pub(super) fn recover(&self) -> Result<(), StoreError> {
@@ -233,6 +266,7 @@ impl Spool {
         // The disk holds less than max_bytes: charge no more than it took, less a tenth.
         let fits = counts.logical_bytes / 10 * 9;
         self.budget.fetch_min(fits, Ordering::Relaxed);
+        *lock(&self.last_lowered) = Some(Instant::now());
         let done = self.store()?.write(Write {
             budget: fits,
             now_ms: now_ms(),

@@ -145,6 +145,8 @@ pub struct Spool {
     /// When the watermark was last made durable, and its value.
     settled: Mutex<(Instant, Seq)>,
     last_compaction: Mutex<Option<Instant>>,
+    /// While a budget lowered by a failure is not back: when it was last lowered or raised.
+    last_lowered: Mutex<Option<Instant>>,
 }
 
 pub(crate) const FILE: &str = "spool.redb";
@@ -205,12 +207,15 @@ impl Spool {
     /// are not reserved ([`Spool::reserve`] first).
     pub fn capture(&self, poll: &DevicePoll) -> Option<Stored> {
         let n = (poll.samples.len() + poll.alarms.len()) as u64;
+        // The numbers are taken under the head's lock (head, then numbers: the order every user
+        // of both keeps): a flush that computes the settled watermark from the head and the next
+        // number must never see numbers handed out whose records are not in the head yet.
+        let mut head = lock(&self.head);
         let first = lock(&self.numbers).take(n)?;
         let now = Instant::now();
         let deadline = now + self.settings.sync;
         let mut seq = first;
         let mut out = Stored::default();
-        let mut head = lock(&self.head);
         if !poll.samples.is_empty() {
             let readings: Vec<Reading> = poll
                 .samples

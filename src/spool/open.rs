@@ -80,6 +80,7 @@ impl Spool {
             failing: Default::default(),
             settled: Mutex::new((Instant::now(), start.next())),
             last_compaction: Mutex::new(None),
+            last_lowered: Mutex::new(None),
         };
         spool.refresh_status()?;
         Ok(spool)

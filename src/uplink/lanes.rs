@@ -16,7 +16,8 @@ use crate::spool::store::StoreError;
 #[derive(Default)]
 pub(super) struct Lanes {
     pub(super) alarm_from: Seq,
-    pub(super) gap_from: Seq,
+    /// The gaps sent in this session, as (from, to).
+    pub(super) gaps_sent: std::collections::BTreeSet<(Seq, Seq)>,
     pub(super) live_from: Seq,
     /// Readings below this were pending when the session connected.
     pub(super) live_mark: Seq,
@@ -43,8 +44,16 @@ impl Uplink {
                     wire::encode_alarm(fmt, &self.gw, &a),
                     Carried::Alarm(a.seq),
                 )
-            } else if let Some(g) = self.spool.gaps(lanes.gap_from, 1)?.pop() {
-                lanes.gap_from = g.from + 1;
+            } else if let Some(g) = self
+                .spool
+                .gaps(0, GAPS_READ)?
+                .into_iter()
+                .find(|g| !lanes.gaps_sent.contains(&(g.from, g.to)))
+            {
+                // Gaps are few and may appear below one already sent (an eviction of old
+                // backlog after an unclean-stop gap): each is picked by what was sent, not by a
+                // cursor.
+                lanes.gaps_sent.insert((g.from, g.to));
                 (
                     self.topic("gaps"),
                     wire::encode_gap(fmt, &self.gw, &g),
@@ -102,6 +111,9 @@ impl Uplink {
         Ok(None)
     }
 }
+
+/// Most pending gaps looked at per fill.
+const GAPS_READ: usize = 64;
 
 /// Most backlog messages in flight at once: a quarter of the window, 2 to 8. Enough to keep a
 /// drain fast (8 batches per round trip), few enough that an alarm raised meanwhile waits
