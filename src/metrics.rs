@@ -52,12 +52,7 @@ impl Computed {
         help: &'static str,
         values: impl Fn() -> Vec<(Labels, f64)> + Send + Sync + 'static,
     ) -> Box<Self> {
-        Box::new(Computed {
-            name,
-            help,
-            kind: MetricType::Gauge,
-            values: Box::new(values),
-        })
+        Self::of(MetricType::Gauge, name, help, Box::new(values))
     }
 
     /// A counter family read from a total kept elsewhere (the kernel's, say); `_total` is
@@ -67,11 +62,20 @@ impl Computed {
         help: &'static str,
         values: impl Fn() -> Vec<(Labels, f64)> + Send + Sync + 'static,
     ) -> Box<Self> {
+        Self::of(MetricType::Counter, name, help, Box::new(values))
+    }
+
+    fn of(
+        kind: MetricType,
+        name: &'static str,
+        help: &'static str,
+        values: Box<Values>,
+    ) -> Box<Self> {
         Box::new(Computed {
             name,
             help,
-            kind: MetricType::Counter,
-            values: Box::new(values),
+            kind,
+            values,
         })
     }
 }

@@ -14,6 +14,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 /// ([`Origin::Backend`]) without importing redb.
 pub use redb::StorageBackend;
 
+mod evict;
 mod origin;
 mod read;
 
@@ -21,7 +22,7 @@ pub use origin::Origin;
 use origin::Shared;
 
 use crate::record::codec;
-use crate::record::{Gap, GapReason, Seq};
+use crate::record::{Gap, Seq};
 
 /// key = first sequence number of the batch; value = `record::codec` batch
 const READINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("readings");
@@ -285,7 +286,7 @@ impl Store {
                 _ => true,
             });
             if let Some((from, to)) = evicted {
-                announce_eviction(&mut gaps, from, to, w.now_ms)?;
+                evict::announce(&mut gaps, from, to, w.now_ms)?;
             }
             for e in entries {
                 bytes += e.charge();
@@ -373,38 +374,4 @@ impl Store {
             Ok(())
         })
     }
-}
-
-/// Announces evicted readings `from..=to`: extends the newest gap when it is an eviction not
-/// yet acknowledged (so a long full disk leaves one growing range, not one per commit),
-/// otherwise adds one. Between the two ranges lie only alarms (kept, and sent) and records
-/// already acknowledged, so the extended range keeps the gap's meaning.
-fn announce_eviction(
-    gaps: &mut redb::Table<u64, &[u8]>,
-    from: Seq,
-    to: Seq,
-    now_ms: i64,
-) -> Result<(), redb::Error> {
-    // The newest eviction gap still waiting to be sent (unclean-stop gaps may lie above it).
-    let mut last = None;
-    for item in gaps.iter()?.rev().take(16) {
-        let (k, v) = item?;
-        if let Ok(g) = codec::decode_gap(k.value(), v.value()) {
-            if g.reason == GapReason::Evicted {
-                last = Some(g);
-                break;
-            }
-        }
-    }
-    let gap = match last {
-        Some(g) if g.to < from => Gap { to, ..g },
-        _ => Gap {
-            from,
-            to,
-            reason: GapReason::Evicted,
-            ts_ms: now_ms,
-        },
-    };
-    gaps.insert(gap.from, codec::encode_gap(&gap).as_slice())?;
-    Ok(())
 }
