@@ -89,6 +89,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let (tx, rx) = mpsc::channel(POLL_QUEUE);
     let (tap, first_tap) = broadcast::channel(1024);
+    // The page's trends and alarm log follow the tap from before the first poll.
+    let web_tap = tap.subscribe();
     let appender = tokio::spawn(spool::run_appender(spool.clone(), rx, tap.clone()));
     let poll_cancel = CancellationToken::new();
     let (pollers, bus_status) = spawn_pollers(config, tx, &poll_cancel, &mut registry);
@@ -106,6 +108,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 status.clone(),
                 registry.clone(),
                 web_metrics,
+                web_tap,
                 web_cancel.clone(),
             )
             .await

@@ -5,18 +5,33 @@
 
 use serde_json::{json, Value};
 
+use crate::config::{Bound, Limit};
 use crate::health;
 use crate::poll::status::{BusSnapshot, DeviceStatus};
 use crate::record::{now_ms, AlarmLevel, Sample};
 use crate::status::Status;
 
-fn value_json(s: Option<&Sample>) -> Value {
-    match s.and_then(|s| s.value) {
-        None => Value::Null,
-        Some(crate::record::Value::Bool(b)) => json!(b),
-        Some(crate::record::Value::Int(i)) => json!(i),
-        Some(crate::record::Value::Float(f)) => json!(f),
+pub fn value_json(s: Option<&Sample>) -> Value {
+    s.and_then(|s| s.value).map_or(Value::Null, number_json)
+}
+
+pub fn number_json(v: crate::record::Value) -> Value {
+    match v {
+        crate::record::Value::Bool(b) => json!(b),
+        crate::record::Value::Int(i) => json!(i),
+        crate::record::Value::Float(f) => json!(f),
     }
+}
+
+/// A point's limits as the configuration writes them: `[{"above": 9.0, "level": "hi"}]`.
+pub fn limits_json(limits: &[Limit]) -> Value {
+    limits
+        .iter()
+        .map(|l| match l.bound {
+            Bound::Above(t) => json!({"above": t, "level": l.level.as_str()}),
+            Bound::Below(t) => json!({"below": t, "level": l.level.as_str()}),
+        })
+        .collect()
 }
 
 /// An alarm point at an active level, for the box at the top of the page.
@@ -51,6 +66,7 @@ fn device_json<'a>(d: &'a DeviceStatus, now: i64, active: &mut Vec<Active<'a>>) 
                 "exception": s.and_then(|s| s.quality.exception_code()),
                 "age_s": s.map(|s| (now - s.ts_ms).max(0) / 1000),
                 "last_good_age_s": p.last_good_ms.map(|t| (now - t).max(0) / 1000),
+                "limits": limits_json(&p.limits),
             })
         })
         .collect();
@@ -85,11 +101,7 @@ fn bus_json<'a>(b: &'a BusSnapshot, now: i64, active: &mut Vec<Active<'a>>) -> V
 
 pub fn status(st: &Status) -> Value {
     let now = now_ms();
-    let up = st.uplink();
-    let sp = st.spool();
-    let id = &st.identity;
     let snapshots = st.buses();
-    let written = crate::metrics::process_write_bytes();
     let mut active = Vec::new();
     let buses: Vec<Value> = snapshots
         .iter()
@@ -105,41 +117,59 @@ pub fn status(st: &Status) -> Value {
         })
         .collect();
     json!({
-        "gateway": {
-            "id": id.gateway_id,
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": id.started.elapsed().as_secs(),
-            "config_path": id.config_path,
-            "config_sha256": id.config_sha256,
-            "now_ms": now,
-        },
-        "uplink": {
-            "configured": up.configured,
-            "connected": up.connected_to.is_some(),
-            "endpoint": up.connected_to,
-            "since_ms": up.connected_since_ms,
-            "last_puback_ms": up.last_puback_ms,
-            "last_error": up.last_error,
-            "cert_not_after_ms": up.cert_not_after_ms,
-            "cert_days_left": up.cert_not_after_ms.map(|t| (t - now) / 86_400_000),
-            "published": up.published,
-            "acked_records": up.acked_records,
-            "reconnects": up.reconnects,
-        },
-        "spool": {
-            "readings": sp.readings,
-            "alarms": sp.alarms,
-            "bytes": sp.bytes,
-            "oldest_age_s": sp.oldest_ts_ms.map(|t| (now - t).max(0) / 1000),
-            "evicted_readings": sp.evicted_readings,
-            "append_errors": sp.append_errors,
-            "head_readings": sp.head_readings,
-            "gaps": sp.gaps,
-            // what the process wrote to storage since start: the flash-wear figure
-            "written_bytes": written,
-            "written_bytes_per_day": written.map(|w| w / id.started.elapsed().as_secs_f64().max(1.0) * 86_400.0),
-        },
+        "gateway": gateway_json(st, now),
+        "uplink": uplink_json(st, now),
+        "spool": spool_json(st, now),
         "active_alarms": active,
         "buses": buses,
+    })
+}
+
+/// Who the gateway is, and its clock (the page computes every age from `now_ms`).
+pub fn gateway_json(st: &Status, now: i64) -> Value {
+    let id = &st.identity;
+    json!({
+        "id": id.gateway_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": id.started.elapsed().as_secs(),
+        "config_path": id.config_path,
+        "config_sha256": id.config_sha256,
+        "now_ms": now,
+    })
+}
+
+pub fn uplink_json(st: &Status, now: i64) -> Value {
+    let up = st.uplink();
+    json!({
+        "configured": up.configured,
+        "connected": up.connected_to.is_some(),
+        "endpoint": up.connected_to,
+        "since_ms": up.connected_since_ms,
+        "last_puback_ms": up.last_puback_ms,
+        "last_error": up.last_error,
+        "cert_not_after_ms": up.cert_not_after_ms,
+        "cert_days_left": up.cert_not_after_ms.map(|t| (t - now) / 86_400_000),
+        "published": up.published,
+        "acked_records": up.acked_records,
+        "reconnects": up.reconnects,
+    })
+}
+
+pub fn spool_json(st: &Status, now: i64) -> Value {
+    let sp = st.spool();
+    let id = &st.identity;
+    let written = crate::metrics::process_write_bytes();
+    json!({
+        "readings": sp.readings,
+        "alarms": sp.alarms,
+        "bytes": sp.bytes,
+        "oldest_age_s": sp.oldest_ts_ms.map(|t| (now - t).max(0) / 1000),
+        "evicted_readings": sp.evicted_readings,
+        "append_errors": sp.append_errors,
+        "head_readings": sp.head_readings,
+        "gaps": sp.gaps,
+        // what the process wrote to storage since start: the flash-wear figure
+        "written_bytes": written,
+        "written_bytes_per_day": written.map(|w| w / id.started.elapsed().as_secs_f64().max(1.0) * 86_400.0),
     })
 }
