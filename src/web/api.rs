@@ -173,3 +173,76 @@ pub fn spool_json(st: &Status, now: i64) -> Value {
         "written_bytes_per_day": written.map(|w| w / id.started.elapsed().as_secs_f64().max(1.0) * 86_400.0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Quality;
+    use crate::web::testkit::{board, poll, sample};
+
+    #[test]
+    fn a_device_never_polled_is_listed_unknown_with_its_points_and_limits() {
+        let (st, _) = board();
+        let s = status(&st);
+        assert_eq!(s["gateway"]["id"], "gw-unit");
+        let d = &s["buses"][0]["devices"][0];
+        assert_eq!(
+            (d["name"].as_str(), d["health"].as_str()),
+            (Some("t101"), Some("unknown"))
+        );
+        assert_eq!(d["success_rate"], Value::Null);
+        let level = &d["points"][0];
+        assert_eq!(level["value"], Value::Null);
+        assert_eq!(level["unit"], "m");
+        assert_eq!(
+            level["limits"],
+            json!([{"above": 9.0, "level": "hi"}, {"below": 1.0, "level": "lo"}])
+        );
+        assert_eq!(
+            d["points"][1]["limits"],
+            json!([]),
+            "a point without limits"
+        );
+        assert_eq!(s["active_alarms"], json!([]));
+    }
+
+    #[test]
+    fn a_poll_shows_values_quality_and_active_alarms_most_severe_first() {
+        let (st, bus) = board();
+        let now = now_ms();
+        poll(
+            &bus,
+            0,
+            vec![
+                sample("level", now, Some(9.25), Quality::Good),
+                sample("pump", now, None, Quality::Timeout),
+            ],
+            Some(AlarmLevel::Hi),
+        );
+        let s = status(&st);
+        let d = &s["buses"][0]["devices"][0];
+        assert_eq!(d["health"], "degraded", "one read timed out");
+        assert_eq!(d["success_rate"], 0.5);
+        assert_eq!(d["points"][0]["value"], 9.25);
+        assert_eq!(d["points"][0]["level"], "hi");
+        assert_eq!(d["points"][1]["quality"], "timeout");
+        assert_eq!(d["points"][1]["last_good_age_s"], Value::Null, "never good");
+        assert_eq!(s["active_alarms"].as_array().unwrap().len(), 1);
+        assert_eq!(s["active_alarms"][0]["device"], "t101");
+        assert_eq!(s["active_alarms"][0]["level"], "hi");
+        assert_eq!(s["active_alarms"][0]["value"], 9.25);
+    }
+
+    #[test]
+    fn values_keep_their_kind_and_nothing_secret_appears() {
+        assert_eq!(number_json(crate::record::Value::Bool(true)), json!(true));
+        assert_eq!(number_json(crate::record::Value::Int(-3)), json!(-3));
+        assert_eq!(number_json(crate::record::Value::Float(0.5)), json!(0.5));
+        let (st, _) = board();
+        let text = status(&st).to_string();
+        for secret in ["password", "PRIVATE KEY", "key_file"] {
+            assert!(!text.contains(secret), "{secret} in the status");
+        }
+        assert_eq!(status(&st)["uplink"]["configured"], false);
+    }
+}

@@ -11,6 +11,8 @@ mod history;
 pub mod metrics;
 mod page;
 mod server;
+#[cfg(test)]
+mod testkit;
 mod trend;
 
 pub use server::{WebMetrics, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_LIFETIME, MAX_PER_CLIENT};
@@ -34,6 +36,8 @@ use crate::status::Status;
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
+const I18N_JS: &str = include_str!("assets/i18n.js");
+const SPARK_JS: &str = include_str!("assets/spark.js");
 const STYLE: &str = include_str!("assets/style.css");
 
 /// No inline script or style anywhere, nothing from elsewhere.
@@ -67,6 +71,14 @@ fn router(shared: Shared) -> Router {
             get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
+            "/i18n.js",
+            get(|| async { asset(I18N_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/spark.js",
+            get(|| async { asset(SPARK_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
             "/style.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
         )
@@ -87,7 +99,7 @@ fn router(shared: Shared) -> Router {
 /// The route label of a path: a fixed set, so the metric stays bounded.
 fn route_of(path: &str) -> &'static str {
     match path {
-        "/" | "/app.js" | "/style.css" => "page",
+        "/" | "/app.js" | "/i18n.js" | "/spark.js" | "/style.css" => "page",
         "/api/status" => "status",
         "/api/trends" => "trends",
         "/api/alarms" => "alarms",

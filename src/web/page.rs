@@ -64,14 +64,21 @@ fn device_dyn(d: &DeviceStatus) -> Value {
     })
 }
 
-/// A device's configuration as the page lays it out: each point's `[name, unit, alarm, limits]`.
-fn layout(d: &DeviceStatus) -> Value {
-    let points: Vec<Value> = d
-        .points
-        .iter()
-        .map(|p| json!([p.name, p.unit, p.is_alarm, limits_json(&p.limits)]))
-        .collect();
-    json!({"name": d.name, "bus": d.bus, "unit": d.unit, "poll_ms": d.poll_ms, "points": points})
+/// A device's configuration as the page lays it out; its points (each `[name, unit, alarm,
+/// limits]`) as an index into `points`, the lists sent once each: devices of one profile
+/// share one, which keeps a plant's first load small.
+fn layout(d: &DeviceStatus, points: &mut Vec<Value>) -> Value {
+    let mine = Value::Array(
+        d.points
+            .iter()
+            .map(|p| json!([p.name, p.unit, p.is_alarm, limits_json(&p.limits)]))
+            .collect(),
+    );
+    let k = points.iter().position(|p| *p == mine).unwrap_or_else(|| {
+        points.push(mine);
+        points.len() - 1
+    });
+    json!({"name": d.name, "bus": d.bus, "unit": d.unit, "poll_ms": d.poll_ms, "points": k})
 }
 
 impl Tracker {
@@ -117,6 +124,7 @@ impl Changes {
             .filter(|n| *n <= t.version);
         let version = format!("{boot}-{}", t.version);
         drop(t);
+        let mut layouts = Vec::new();
         let out: Vec<Value> = dyns
             .into_iter()
             .enumerate()
@@ -124,7 +132,7 @@ impl Changes {
             .map(|(i, mut v)| {
                 v["i"] = json!(i);
                 if base.is_none() {
-                    v["layout"] = layout(devices[i]);
+                    v["layout"] = layout(devices[i], &mut layouts);
                 }
                 v
             })
@@ -141,9 +149,145 @@ impl Changes {
             "uplink": uplink_json(st, now),
             "spool": spool_json(st, now),
             "buses": full.then(|| buses.iter().map(|b| json!({"name": b.name, "link": b.link, "devices": b.devices.len()})).collect::<Vec<_>>()),
+            "layouts": full.then_some(layouts),
             "util": buses.iter().map(|b| round3(b.utilisation)).collect::<Vec<_>>(),
             "polled": polled,
             "devices": out,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AlarmLevel;
+    use crate::web::testkit::{board, poll, sample};
+
+    fn names(v: &Value) -> Vec<u64> {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["i"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_first_load_gets_everything_then_only_what_changed() {
+        let (st, bus) = board();
+        let c = Changes::default();
+        let full = c.page(&st, Some("0"));
+        assert_eq!(full["full"], true);
+        assert_eq!(names(&full), vec![0, 1]);
+        assert_eq!(full["devices"][0]["layout"]["name"], "t101");
+        assert_eq!(full["devices"][0]["layout"]["points"], 0);
+        assert_eq!(
+            full["devices"][1]["layout"]["points"], 1,
+            "t102 has other points"
+        );
+        assert_eq!(
+            full["layouts"][0][0],
+            json!(["level", "m", true, [{"above": 9.0, "level": "hi"}, {"below": 1.0, "level": "lo"}]])
+        );
+        assert_eq!(full["layouts"].as_array().unwrap().len(), 2);
+        assert_eq!(full["buses"][0]["devices"], 2);
+        let v = full["version"].as_str().unwrap().to_string();
+
+        let same = c.page(&st, Some(&v));
+        assert_eq!(
+            (same["full"].as_bool(), names(&same)),
+            (Some(false), vec![]),
+            "nothing changed"
+        );
+        assert_eq!(same["version"], v.as_str());
+        assert_eq!(
+            same["buses"],
+            Value::Null,
+            "the layout only in a full answer"
+        );
+
+        let now = now_ms();
+        poll(
+            &bus,
+            1,
+            vec![sample("level", now, Some(4.0), Quality::Good)],
+            None,
+        );
+        let delta = c.page(&st, Some(&v));
+        assert_eq!(names(&delta), vec![1]);
+        assert_eq!(delta["devices"][0]["p"][0], json!([4.0, "good", null]));
+        assert_eq!(delta["devices"][0]["layout"], Value::Null);
+        assert!(delta["polled"][1].is_i64() && delta["polled"][0].is_null());
+        let v2 = delta["version"].as_str().unwrap().to_string();
+        assert_ne!(v2, v);
+
+        // The same value read again later is not a change: its age is in `polled`.
+        poll(
+            &bus,
+            1,
+            vec![sample("level", now + 1000, Some(4.0), Quality::Good)],
+            None,
+        );
+        assert!(names(&c.page(&st, Some(&v2))).is_empty());
+        // A page that missed a version still gets what changed since the one it holds.
+        assert_eq!(names(&c.page(&st, Some(&v))), vec![1]);
+    }
+
+    #[test]
+    fn a_version_from_another_start_or_the_future_gets_the_full_answer() {
+        let (st, _) = board();
+        let c = Changes::default();
+        let v = c.page(&st, None)["version"].as_str().unwrap().to_string();
+        let (boot, n) = v.split_once('-').unwrap();
+        for other in [
+            format!("{}-{n}", boot.parse::<i64>().unwrap() - 1),
+            format!("{boot}-999"),
+            "garbage".into(),
+        ] {
+            let p = c.page(&st, Some(&other));
+            assert_eq!(
+                (p["full"].as_bool(), names(&p)),
+                (Some(true), vec![0, 1]),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_read_sends_when_the_value_was_last_good_and_a_level_change_is_a_change() {
+        let (st, bus) = board();
+        let c = Changes::default();
+        let now = now_ms();
+        poll(
+            &bus,
+            0,
+            vec![sample("level", now, Some(5.0), Quality::Good)],
+            None,
+        );
+        let v = c.page(&st, Some("0"))["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        poll(
+            &bus,
+            0,
+            vec![sample("level", now + 1000, None, Quality::Timeout)],
+            None,
+        );
+        let p = c.page(&st, Some(&v));
+        assert_eq!(
+            p["devices"][0]["p"][0],
+            json!([null, "timeout", null, now, null])
+        );
+        assert_eq!(p["devices"][0]["health"], "degraded");
+        let v = p["version"].as_str().unwrap().to_string();
+        poll(
+            &bus,
+            0,
+            vec![sample("level", now + 2000, Some(9.5), Quality::Good)],
+            Some(AlarmLevel::Hi),
+        );
+        let p = c.page(&st, Some(&v));
+        assert_eq!(p["devices"][0]["p"][0], json!([9.5, "good", "hi"]));
     }
 }
