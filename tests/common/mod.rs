@@ -110,10 +110,20 @@ pub async fn simulators(units: u8) -> (u16, Vec<Arc<plantgate::sim::Controller>>
 
 /// GET `path` from the status server; returns (status, headers as text, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    http_get_with(addr, path, "").await
+}
+
+/// GET `path` with `headers` (each line ending in `\r\n`) added to the request.
+pub async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
