@@ -337,6 +337,8 @@ async fn the_page_stays_light_with_200_controllers() {
     .await;
     let (_, _, full) = http_get(addr, "/api/status").await;
     let full_kb = full.len() as f64 / 1000.0;
+    let (_, _, first) = http_get(addr, "/api/status?since=0").await;
+    let first_kb = first.len() as f64 / 1000.0;
 
     let log = dir.path().join("chromium.log");
     let mut browser = live_browser(
@@ -393,7 +395,7 @@ async fn the_page_stays_light_with_200_controllers() {
         .map(|((r, a), (_, b))| format!("{r} {:.0} B/s", (b - a) / secs))
         .collect();
     println!(
-        "200 controllers × 17 points: full /api/status {full_kb:.0} kB; page {:.1} kB/s ({}); first render {first_render_ms:.0} ms ({line})",
+        "200 controllers × 17 points: full /api/status {full_kb:.0} kB, the page's first load {first_kb:.0} kB; page {:.1} kB/s ({}); first render {first_render_ms:.0} ms ({line})",
         rate / 1000.0,
         per_route.join(", ")
     );

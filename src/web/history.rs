@@ -101,3 +101,97 @@ pub fn alarms(book: &Book, since: Option<Seq>) -> Alarms<'_> {
         events: book.log_since(base.unwrap_or(0)).map(Event::from).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{AlarmEvent, AlarmLevel, Quality, Reading, Sample, Value, Warn};
+    use crate::spool::Stored;
+
+    fn sample(ts_ms: i64, v: f64) -> Sample {
+        Sample {
+            point: "t101.level".into(),
+            ts_ms,
+            value: Some(Value::Float(v)),
+            quality: Quality::Good,
+        }
+    }
+
+    fn book() -> Book {
+        let mut b = Book::default();
+        let t0 = 100 * BUCKET_MS;
+        let readings = (0..3)
+            .map(|k| Reading {
+                seq: k,
+                device: "tank-1".into(),
+                sample: sample(t0 + k as i64 * BUCKET_MS, 8.5 + k as f64 * 0.25),
+            })
+            .collect();
+        let alarms = vec![AlarmEvent {
+            seq: 7,
+            device: "tank-1".into(),
+            sample: sample(t0, 8.9),
+            level: AlarmLevel::Warning,
+            prev: AlarmLevel::Normal,
+            warn: Some(Warn::Rise),
+        }];
+        b.add(&Stored { readings, alarms });
+        b
+    }
+
+    #[test]
+    fn trends_carry_the_window_or_what_follows_since_as_short_numbers() {
+        let b = book();
+        assert!(trends(&b, "tank-2", None).is_none());
+        let all = serde_json::to_value(trends(&b, "tank-1", None).unwrap()).unwrap();
+        let p = &all["points"][0];
+        assert_eq!(p["name"], "t101.level");
+        assert_eq!(p["from"], 102 - 119);
+        assert_eq!(p["lo"].as_array().unwrap().len(), 120);
+        let tail = serde_json::to_string(
+            trends(&b, "tank-1", Some(101))
+                .unwrap()
+                .points
+                .first()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            tail,
+            r#"{"name":"t101.level","from":101,"lo":[8.75,9.0],"hi":[8.75,9.0]}"#
+        );
+    }
+
+    #[test]
+    fn the_log_answers_with_its_newest_number_and_says_whether_it_is_whole() {
+        let b = book();
+        let all = serde_json::to_value(alarms(&b, None)).unwrap();
+        assert_eq!(
+            (all["newest"].as_u64(), all["full"].as_bool()),
+            (Some(7), Some(true))
+        );
+        let e = &all["events"][0];
+        assert_eq!(
+            (e["level"].as_str(), e["prev"].as_str(), e["warn"].as_str()),
+            (Some("warning"), Some("normal"), Some("rise"))
+        );
+        assert_eq!(e["value"], 8.9);
+        let none = serde_json::to_value(alarms(&b, Some(7))).unwrap();
+        assert_eq!(
+            (
+                none["full"].as_bool(),
+                none["events"].as_array().map(Vec::len)
+            ),
+            (Some(false), Some(0))
+        );
+        // A number this log never reached (another gateway's, a replaced spool): all of it.
+        let other = serde_json::to_value(alarms(&b, Some(999))).unwrap();
+        assert_eq!(
+            (
+                other["full"].as_bool(),
+                other["events"].as_array().map(Vec::len)
+            ),
+            (Some(true), Some(1))
+        );
+    }
+}

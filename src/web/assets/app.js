@@ -292,6 +292,7 @@ document.addEventListener("DOMContentLoaded", () => {
     renderLog();
     if (S.gw) render();
   });
+  $("filters").addEventListener("submit", (e) => e.preventDefault()); // Enter filters, never navigates
   for (const id of ["f-bus", "f-device", "f-state", "f-point"]) $(id).addEventListener("input", () => { if (S.gw) render(); });
   refresh();
 });
