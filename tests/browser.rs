@@ -74,6 +74,15 @@ fn log_rows(page: &str) -> &str {
     &rest[..rest.find("</tbody>").unwrap()]
 }
 
+/// The opening tag of `device`'s card in `page`.
+fn card_tag<'a>(page: &'a str, device: &str) -> &'a str {
+    let at = page
+        .find(&format!("data-device=\"{device}\""))
+        .expect("the device has a card");
+    let start = page[..at].rfind('<').unwrap();
+    &page[start..at + page[at..].find('>').unwrap()]
+}
+
 /// Serialises the tests: each runs a gateway and a browser, and the machine is small.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -185,6 +194,28 @@ async fn the_status_page_shows_devices_trends_limits_and_the_alarm_log_in_both_l
     // Alarms on top: gas-2 comes first now.
     assert!(
         page.find("data-device=\"gas-2\"").unwrap() < page.find("data-device=\"gas-1\"").unwrap()
+    );
+
+    // Filters (here from the address, as a bookmark would set them): devices in alarm only,
+    // then one point name on every device.
+    let u = format!("{url}?state=alarm");
+    let page = tokio::task::spawn_blocking(move || dom(&u, "en-US"))
+        .await
+        .unwrap();
+    assert!(
+        card_tag(&page, "gas-1").contains("hidden"),
+        "gas-1 is not in alarm"
+    );
+    assert!(!card_tag(&page, "gas-2").contains("hidden"));
+    assert!(page.contains(">1 / 2 devices shown<"), "{page}");
+    let u = format!("{url}?point=ch03.st");
+    let page = tokio::task::spawn_blocking(move || dom(&u, "en-US"))
+        .await
+        .unwrap();
+    assert_eq!(page.matches("data-point=\"ch03.status\"").count(), 2);
+    assert!(
+        !page.contains("data-point=\"ch03.gas\""),
+        "a point the search does not match"
     );
 
     // A Chinese browser gets Chinese; ?lang=en switches back, whatever the browser says.
@@ -387,6 +418,21 @@ async fn the_page_stays_light_with_200_controllers() {
     changer.abort();
     browser.terminate();
     assert_clean_console(&std::fs::read_to_string(&log).unwrap());
+
+    // A screenshot for people: what a technician sees of 200 controllers.
+    let shot = artifacts().join("status-page-200.png");
+    let _ = std::fs::remove_file(&shot);
+    let (u, arg) = (
+        format!("http://{addr}/"),
+        format!("--screenshot={}", shot.display()),
+    );
+    tokio::task::spawn_blocking(move || chromium(&u, "en-US", &[&arg, "--window-size=1400,1000"]))
+        .await
+        .unwrap();
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+        "no screenshot"
+    );
 
     let rate = (b2 - b1) / secs;
     let per_route: Vec<String> = r1

@@ -10,6 +10,7 @@ const LOG = { newest: null, etag: null, events: [], lagged: 0, dirty: true };
 const visible = new Set();
 const perf = { firstRender: null, bytes: 0 };
 let tick = 0;
+let wantBus = new URLSearchParams(location.search).get("bus");
 
 function applyStatus(s) {
   Object.assign(S, { version: s.version, gw: s.gateway, up: s.uplink, sp: s.spool, util: s.util, polled: s.polled });
@@ -47,7 +48,9 @@ function buildCards() {
     grid.append(D.card);
     io.observe(D.card);
   });
-  const bus = $("f-bus"), keep = bus.value;
+  // The bus asked for in the address applies once its option exists (after the first load).
+  const bus = $("f-bus"), keep = wantBus !== null ? wantBus : bus.value;
+  wantBus = null;
   bus.replaceChildren(bus.firstElementChild);
   for (const b of S.buses) { const o = el("option", null, b.name); o.value = b.name; bus.append(o); }
   bus.value = keep;
@@ -292,6 +295,9 @@ document.addEventListener("DOMContentLoaded", () => {
     renderLog();
     if (S.gw) render();
   });
+  // Filters may come in the address (a tablet at the tank farm bookmarks ?bus=rio-1&state=alarm).
+  const q = new URLSearchParams(location.search);
+  for (const k of ["device", "state", "point"]) if (q.has(k)) $("f-" + k).value = q.get(k);
   $("filters").addEventListener("submit", (e) => e.preventDefault()); // Enter filters, never navigates
   for (const id of ["f-bus", "f-device", "f-state", "f-point"]) $(id).addEventListener("input", () => { if (S.gw) render(); });
   refresh();
