@@ -7,6 +7,7 @@
 //! (`trend`), and encodes the metrics registry, never the spool or the buses, so a busy page
 //! cannot slow the data path. Must never show keys, passwords or private key material (no
 //! status holds any).
+
 mod api;
 mod history;
 pub mod metrics;
