@@ -1,5 +1,6 @@
 //! The `plantgate` command: parses the command line, sets up logging, runs a subcommand and
-//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else).
+//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else; `probe`
+//! has its own, documented in its help).
 //! Owns nothing else: every subcommand's work lives in the library.
 
 use std::path::PathBuf;
@@ -55,6 +56,11 @@ enum Command {
         #[arg(long)]
         from: Option<u64>,
     },
+    /// Read a bus now, for the installer: every configured point once (--config), or find which
+    /// unit ids answer at which baud and parity (--port PATH --scan, --tcp HOST:PORT --scan).
+    /// Never touches the spool or the uplink. Exit 0 all answered / found, 1 some failed /
+    /// nothing found, 2 bad usage or configuration, 3 serial port in use.
+    Probe(plantgate::app::probe::ProbeArgs),
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -103,6 +109,10 @@ fn main() -> ExitCode {
             };
             run_async(plantgate::app::run(config))
         }
+        Command::Probe(args) => {
+            init_logging("warn");
+            probe(args)
+        }
         Command::Demo { seconds } => {
             init_logging("warn,rumqttd=off");
             run_async(plantgate::app::demo::run(seconds))
@@ -149,6 +159,22 @@ fn check_config(path: &std::path::Path, strict: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `probe`: on a runtime of its own thread (one request at a time); its exit code is its own.
+fn probe(args: plantgate::app::probe::ProbeArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    ExitCode::from(rt.block_on(plantgate::app::probe::run(args, &mut out, &mut err)))
 }
 
 /// `spool-check`: the handshake on stdout, then redb's integrity check; the verdict is the

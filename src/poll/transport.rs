@@ -133,6 +133,11 @@ impl Line {
         self.timeout.max(Duration::from_secs(1))
     }
 
+    /// The longest wait for one reply on this line.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Where this line goes, for messages.
     pub fn describe(&self) -> String {
         match &self.link {
