@@ -523,6 +523,11 @@ async fn a_port_the_service_holds_is_refused_and_nothing_is_sent() {
     assert_eq!(scan.code, 3, "{}{}", scan.out, scan.err);
     let busy = format!("{port} is in use, probably by the plantgate service: stop it with `systemctl stop plantgate` first");
     assert!(scan.err.contains(&busy), "{}", scan.err);
+    assert!(
+        !scan.err.contains("scanning"),
+        "refused only after starting: {}",
+        scan.err
+    );
 
     let text = gd16_bus(
         &dir.path().join("data"),

@@ -7,6 +7,7 @@
 //! respond" exceptions. Must never write, and never ask a unit twice at one setting.
 
 use std::io::{IsTerminal, Write};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -59,7 +60,62 @@ pub async fn run(
 ) -> Result<u8, ProbeError> {
     let (table, address) = super::parse_register(&args.read)?;
     let timeout = args.timeout_ms.map_or(SCAN_TIMEOUT, Duration::from_millis);
-    let (target, serial, settings, units) = match (&args.port, &args.tcp) {
+    let (target, serial, settings, units) = what_to_scan(args)?;
+    let mut report = ScanReport {
+        target,
+        serial,
+        table,
+        address,
+        units: (*units.start(), *units.end()),
+        timeout,
+        tried: Vec::new(),
+        found: Vec::new(),
+    };
+    // Refuse a port in use before saying anything else.
+    let mut first = Some(open_line(&report, settings.first().copied().flatten()).await?);
+    let longest: Duration = settings
+        .iter()
+        .map(|&s| with_wire(timeout, s, table) * units.len() as u32)
+        .sum();
+    let _ = writeln!(
+        err,
+        "scanning {} unit{} at {} setting{}, {} {}: up to {:.0} s",
+        units.len(),
+        if units.len() == 1 { "" } else { "s" },
+        settings.len(),
+        if settings.len() == 1 { "" } else { "s" },
+        table.as_str(),
+        address,
+        longest.as_secs_f64().ceil()
+    );
+    let mut progress = Progress::new(err);
+    for setting in settings {
+        let line = match first.take() {
+            Some(line) => line,
+            None => open_line(&report, setting).await?,
+        };
+        let tried = scan_setting(&mut report, line, setting, units.clone(), &mut progress).await?;
+        report.tried.push(tried);
+    }
+    progress.done();
+    let printed = if args.json {
+        super::print::scan_json(&report, out)
+    } else {
+        super::print::scan_text(&report, out)
+    };
+    printed.map_err(|e| ProbeError::Usage(format!("cannot write the report: {e}")))?;
+    Ok(if report.found.is_empty() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// The port or address, whether it is serial, the settings to try and the units to ask.
+type Scan = (String, bool, Vec<Option<(u32, Parity)>>, RangeInclusive<u8>);
+
+fn what_to_scan(args: &ProbeArgs) -> Result<Scan, ProbeError> {
+    let scan = match (&args.port, &args.tcp) {
         (Some(port), None) => (
             port.clone(),
             true,
@@ -81,85 +137,22 @@ pub async fn run(
             ))
         }
     };
-    if serial && *units.start() == 0 {
+    if scan.1 && *scan.3.start() == 0 {
         return Err(ProbeError::Usage(
             "--units: unit 0 is the RTU broadcast address, which never answers; start at 1".into(),
         ));
     }
-    let mut report = ScanReport {
-        target,
-        serial,
-        table,
-        address,
-        units: (*units.start(), *units.end()),
-        timeout,
-        tried: Vec::new(),
-        found: Vec::new(),
-    };
-    let per_unit = with_wire(timeout, settings.first().copied().flatten(), table);
-    let _ = writeln!(
-        err,
-        "scanning {} unit{} at {} setting{}, {} {}: up to {:.0} s",
-        units.len(),
-        if units.len() == 1 { "" } else { "s" },
-        settings.len(),
-        if settings.len() == 1 { "" } else { "s" },
-        table.as_str(),
-        address,
-        (per_unit * (units.len() * settings.len()) as u32)
-            .as_secs_f64()
-            .ceil()
-    );
-    let mut progress = Progress::new(err);
-    for setting in settings {
-        let tried = scan_setting(&mut report, setting, units.clone(), &mut progress).await?;
-        report.tried.push(tried);
-    }
-    progress.done();
-    let printed = if args.json {
-        super::print::scan_json(&report, out)
-    } else {
-        super::print::scan_text(&report, out)
-    };
-    printed.map_err(|e| ProbeError::Usage(format!("cannot write the report: {e}")))?;
-    Ok(if report.found.is_empty() {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    })
+    Ok(scan)
 }
 
 /// Asks every unit not found yet at one setting.
 async fn scan_setting(
     report: &mut ScanReport,
+    mut line: Line,
     setting: Option<(u32, Parity)>,
-    units: std::ops::RangeInclusive<u8>,
+    units: RangeInclusive<u8>,
     progress: &mut Progress<'_, impl Write>,
 ) -> Result<Tried, ProbeError> {
-    let link = match setting {
-        Some((baud, parity)) => Link::Rtu(Rtu {
-            port: report.target.clone(),
-            baud,
-            parity,
-            data_bits: 8,
-            stop_bits: 1,
-            rs485: None,
-        }),
-        None => Link::Tcp {
-            address: report.target.clone(),
-        },
-    };
-    let bus = Bus {
-        name: "probe".into(),
-        link,
-        timeout: with_wire(report.timeout, setting, report.table),
-        turnaround: Duration::ZERO,
-        max_gap: 0,
-    };
-    let mut line = Line::new(&bus);
-    line.connect()
-        .await
-        .map_err(|e| ProbeError::open(line.describe(), &e))?;
     let started = Instant::now();
     let mut tried = Tried {
         setting,
@@ -203,6 +196,38 @@ async fn scan_setting(
     tried.elapsed = started.elapsed();
     progress.finished(&tried, report);
     Ok(tried)
+}
+
+/// A line at `setting`, opened as the service opens it (a port in use is refused).
+async fn open_line(
+    report: &ScanReport,
+    setting: Option<(u32, Parity)>,
+) -> Result<Line, ProbeError> {
+    let link = match setting {
+        Some((baud, parity)) => Link::Rtu(Rtu {
+            port: report.target.clone(),
+            baud,
+            parity,
+            data_bits: 8,
+            stop_bits: 1,
+            rs485: None,
+        }),
+        None => Link::Tcp {
+            address: report.target.clone(),
+        },
+    };
+    let bus = Bus {
+        name: "probe".into(),
+        link,
+        timeout: with_wire(report.timeout, setting, report.table),
+        turnaround: Duration::ZERO,
+        max_gap: 0,
+    };
+    let mut line = Line::new(&bus);
+    line.connect()
+        .await
+        .map_err(|e| ProbeError::open(line.describe(), &e))?;
+    Ok(line)
 }
 
 /// The wait for one reply at a setting: the timeout plus the frames' time on the wire.
