@@ -120,16 +120,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// The runtime, or the exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match rt.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
@@ -161,17 +166,11 @@ fn check_config(path: &std::path::Path, strict: bool) -> ExitCode {
     }
 }
 
-/// `probe`: on a runtime of its own thread (one request at a time); its exit code is its own.
+/// `probe`: its exit code is its own (see its `--help`).
 fn probe(args: plantgate::app::probe::ProbeArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     ExitCode::from(rt.block_on(plantgate::app::probe::run(args, &mut out, &mut err)))

@@ -28,29 +28,10 @@ struct Run {
     err: String,
 }
 
-/// Runs `plantgate probe ARGS` (off the runtime: the simulators must keep answering).
-async fn probe(args: &[&str]) -> Run {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_plantgate"))
-            .arg("probe")
-            .args(&args)
-            .output()
-            .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            out: String::from_utf8_lossy(&out.stdout).into_owned(),
-            err: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn check_config(path: &Path) -> Run {
+/// Runs the binary with `args` and waits for it.
+fn plantgate(args: &[String]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_plantgate"))
-        .args(["check-config", "--config"])
-        .arg(path)
+        .args(args)
         .output()
         .unwrap();
     Run {
@@ -58,6 +39,25 @@ fn check_config(path: &Path) -> Run {
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
         err: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `plantgate probe ARGS` (off the runtime: the simulators must keep answering).
+async fn probe(args: &[&str]) -> Run {
+    let args: Vec<String> = std::iter::once("probe")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect();
+    tokio::task::spawn_blocking(move || plantgate(&args))
+        .await
+        .unwrap()
+}
+
+fn check_config(path: &Path) -> Run {
+    plantgate(&[
+        "check-config".into(),
+        "--config".into(),
+        path.display().to_string(),
+    ])
 }
 
 /// The snippet a scan printed, pasted under a `[gateway]` section as an installer would.
@@ -422,7 +422,7 @@ async fn baud_auto_finds_a_unit_that_answers_only_at_another_baud_rate_and_parit
     let port = line.slave.to_str().unwrap();
 
     // At the default 9600 8N1 only units 1 and 2 answer.
-    let plain = probe(&[
+    let scan = [
         "--port",
         port,
         "--scan",
@@ -432,26 +432,12 @@ async fn baud_auto_finds_a_unit_that_answers_only_at_another_baud_rate_and_parit
         "input:0",
         "--timeout-ms",
         "30",
-        "--json",
-    ])
-    .await;
+    ];
+    let plain = probe(&[&scan[..], &["--json"]].concat()).await;
     assert_eq!(plain.code, 0, "{}{}", plain.out, plain.err);
     assert_eq!(found_units(&json(&plain.out)), [1, 2]);
 
-    let auto = probe(&[
-        "--port",
-        port,
-        "--scan",
-        "--baud",
-        "auto",
-        "--units",
-        "1-8",
-        "--read",
-        "input:0",
-        "--timeout-ms",
-        "30",
-    ])
-    .await;
+    let auto = probe(&[&scan[..], &["--baud", "auto"]].concat()).await;
     assert_eq!(auto.code, 0, "{}{}", auto.out, auto.err);
     let unit = |u: u8| {
         auto.out

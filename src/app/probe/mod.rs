@@ -94,6 +94,9 @@ pub enum ProbeError {
     /// A line cannot be opened for another reason (missing, no permission, refused).
     #[error("cannot open {line}: {why}")]
     Open { line: String, why: String },
+    /// The report cannot be written (a closed pipe, a full disk).
+    #[error("cannot write the report: {0}")]
+    Output(#[from] io::Error),
 }
 
 impl ProbeError {
@@ -101,7 +104,7 @@ impl ProbeError {
         match self {
             ProbeError::Usage(_) => EXIT_USAGE,
             ProbeError::Busy { .. } => EXIT_BUSY,
-            ProbeError::Open { .. } => EXIT_FAILED,
+            ProbeError::Open { .. } | ProbeError::Output(_) => EXIT_FAILED,
         }
     }
 
@@ -124,8 +127,15 @@ impl ProbeError {
 /// Runs `plantgate probe`; the report goes to `out`, progress and problems to `err`. Returns
 /// the exit code.
 pub async fn run(args: ProbeArgs, out: &mut impl Write, err: &mut impl Write) -> u8 {
+    if let Some(ms) = args.timeout_ms.filter(|ms| !(10..=60_000).contains(ms)) {
+        let _ = writeln!(err, "plantgate probe: --timeout-ms {ms}: expected 10-60000");
+        return EXIT_USAGE;
+    }
     let result = match (&args.config, args.scan) {
         (Some(path), false) => read::run(path, &args, out).await,
+        (None, false) if args.port.is_some() || args.tcp.is_some() => Err(ProbeError::Usage(
+            "--port and --tcp search a line for units: add --scan (to read configured points, use --config FILE)".into(),
+        )),
         (Some(_), true) => Err(ProbeError::Usage(
             "--scan searches a port (--port or --tcp), not a configuration".into(),
         )),

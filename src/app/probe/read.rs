@@ -119,7 +119,7 @@ pub async fn run(path: &Path, args: &ProbeArgs, out: &mut impl Write) -> Result<
     } else {
         super::print::config_text(path, &reports, out)
     };
-    printed.map_err(|e| ProbeError::Usage(format!("cannot write the report: {e}")))?;
+    printed?;
     let failed = reports
         .iter()
         .flat_map(BusReport::reads)

@@ -103,7 +103,7 @@ pub async fn run(
     } else {
         super::print::scan_text(&report, out)
     };
-    printed.map_err(|e| ProbeError::Usage(format!("cannot write the report: {e}")))?;
+    printed?;
     Ok(if report.found.is_empty() {
         EXIT_FAILED
     } else {
@@ -258,7 +258,7 @@ impl<'w, W: Write> Progress<'w, W> {
         if self.tty {
             let _ = write!(
                 self.err,
-                "\r{}: unit {i} of {total}, {found} found so far   ",
+                "\r\x1b[K{}: unit {i} of {total}, {found} found so far",
                 setting_name(setting)
             );
             let _ = self.err.flush();
@@ -284,7 +284,7 @@ impl<'w, W: Write> Progress<'w, W> {
         let _ = writeln!(
             self.err,
             "{}{}: asked {} units in {:.1} s, {found}{garbled}",
-            if self.tty { "\r" } else { "" },
+            if self.tty { "\r\x1b[K" } else { "" },
             setting_name(tried.setting),
             tried.asked,
             tried.elapsed.as_secs_f64()
