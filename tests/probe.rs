@@ -202,6 +202,12 @@ async fn a_configured_device_is_read_once_with_values_raw_registers_and_times() 
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[gateway]\nid = \"gw\"\n").unwrap();
+    let refused = probe(&["--config", broken.to_str().unwrap()]).await;
+    assert_eq!(refused.code, 2, "{}", refused.err);
+    assert!(refused.err.contains("data_dir"), "{}", refused.err);
+
     let unknown = probe(&["--config", config, "--device", "nope"]).await;
     assert_eq!(unknown.code, 2, "{}", unknown.err);
     assert!(
