@@ -79,7 +79,7 @@ pub async fn run(
         .sum();
     let _ = writeln!(
         err,
-        "scanning {} unit{} at {} setting{}, {} {}: up to {:.0} s",
+        "scanning {} unit{} at {} setting{}, {} {}: about {:.0} s if none answers",
         units.len(),
         if units.len() == 1 { "" } else { "s" },
         settings.len(),
