@@ -56,10 +56,13 @@ enum Command {
         #[arg(long)]
         from: Option<u64>,
     },
-    /// Read a bus now, for the installer: every configured point once (--config), or find which
-    /// unit ids answer at which baud and parity (--port PATH --scan, --tcp HOST:PORT --scan).
-    /// Never touches the spool or the uplink. Exit 0 all answered / found, 1 some failed /
-    /// nothing found, 2 bad usage or configuration, 3 serial port in use.
+    /// Read a bus now, for the installer: each configured point once, or which unit ids answer.
+    ///
+    /// With --config, every configured point of the devices is read once and shown decoded, with
+    /// its quality, raw registers and each request's time. With --port PATH --scan or --tcp
+    /// HOST:PORT --scan, unit ids (and with --baud auto, baud and parity) are searched, and a
+    /// [[bus]]/[[device]] snippet is printed for what answered. Never touches the spool or the
+    /// uplink, never writes to a device.
     Probe(plantgate::app::probe::ProbeArgs),
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
