@@ -283,13 +283,16 @@ async fn a_tcp_scan_finds_the_units_and_its_snippet_is_a_working_configuration()
 }
 
 /// A simulated RS-485 line on a pty pair: the probe opens `slave`; each unit answers only at
-/// its own baud rate and parity, read from the line's settings when a request arrives.
+/// its own baud rate and parity, read from the line's settings when a request arrives (at its
+/// own baud rate with the opposite parity, it answers garbage).
 struct PtyLine {
     slave: PathBuf,
     /// Held open, so the master never reads EIO while the probe has the port closed.
     _slave_fd: OwnedFd,
     /// Well-formed requests that reached the line, answered or not.
     requests: Arc<AtomicUsize>,
+    /// Replies sent garbled (a unit's own baud rate, the opposite parity).
+    garbage: Arc<AtomicUsize>,
 }
 
 type Unit = (u32, char, Arc<Controller>); // baud, parity ('N', 'E' or 'O'), registers
@@ -299,6 +302,8 @@ fn pty_line(units: BTreeMap<u8, Unit>) -> PtyLine {
     let slave = nix::unistd::ttyname(&pty.slave).unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let seen = requests.clone();
+    let garbage = Arc::new(AtomicUsize::new(0));
+    let garbled = garbage.clone();
     let master = pty.master;
     std::thread::spawn(move || {
         let mut port = File::from(master.try_clone().unwrap());
@@ -321,13 +326,20 @@ fn pty_line(units: BTreeMap<u8, Unit>) -> PtyLine {
                 let req: Vec<u8> = buf.drain(..8).collect();
                 seen.fetch_add(1, Ordering::SeqCst);
                 let line = settings_of(&master);
-                let Some((_, _, c)) = units
-                    .get(&req[0])
-                    .filter(|(baud, parity, _)| line == (*baud, *parity))
-                else {
-                    continue; // absent, or deaf at this baud rate and parity
+                let Some((baud, parity, c)) = units.get(&req[0]) else {
+                    continue; // absent
                 };
-                let reply = answer(c, &req);
+                let reply = match (line.0 == *baud, line.1 == *parity) {
+                    (true, true) => answer(c, &req),
+                    // Even against odd: the unit (not checking parity) reads the request and
+                    // answers, and every byte of its reply fails the probe's parity check,
+                    // which Linux passes on as a NUL (INPCK without PARMRK or IGNPAR).
+                    (true, false) if line.1 != 'N' && *parity != 'N' => {
+                        garbled.fetch_add(1, Ordering::SeqCst);
+                        vec![0; answer(c, &req).len()]
+                    }
+                    _ => continue, // deaf at this baud rate, or framing errors on every byte
+                };
                 port.write_all(&reply).unwrap();
             }
         }
@@ -336,6 +348,7 @@ fn pty_line(units: BTreeMap<u8, Unit>) -> PtyLine {
         slave,
         _slave_fd: pty.slave,
         requests,
+        garbage,
     }
 }
 
@@ -423,7 +436,7 @@ async fn baud_auto_finds_a_unit_that_answers_only_at_another_baud_rate_and_parit
     let line = pty_line(BTreeMap::from([
         (1, (9600, 'N', a)),
         (2, (9600, 'N', b)),
-        (7, (19_200, 'E', odd)), // the one left at another setting
+        (7, (19_200, 'O', odd)), // the one left at another setting
     ]));
     let port = line.slave.to_str().unwrap();
 
@@ -458,7 +471,7 @@ async fn baud_auto_finds_a_unit_that_answers_only_at_another_baud_rate_and_parit
     );
     assert!(unit(2).contains("9600 8N1"), "{}", unit(2));
     assert!(
-        unit(7).contains("19200 8E1") && unit(7).contains("0x0063 (99)"),
+        unit(7).contains("19200 8O1") && unit(7).contains("0x0063 (99)"),
         "{}",
         unit(7)
     );
@@ -470,10 +483,19 @@ async fn baud_auto_finds_a_unit_that_answers_only_at_another_baud_rate_and_parit
         "{}",
         auto.err
     );
+    // At its baud rate with the wrong parity, unit 7 answered garbage: never taken for it.
     assert!(
-        auto.err.contains("19200 8E1: asked 6 units"),
-        "{}",
-        auto.err
+        line.garbage.load(Ordering::SeqCst) >= 1,
+        "no garbage was sent"
+    );
+    let even = auto
+        .err
+        .lines()
+        .find(|l| l.starts_with("19200 8E1: "))
+        .unwrap();
+    assert!(
+        even.contains("asked 6 units") && even.contains("none answered"),
+        "{even}"
     );
 
     // The snippet: a bus at 9600 8N1 with units 1 and 2, unit 7 named in a comment.
@@ -483,7 +505,7 @@ async fn baud_auto_finds_a_unit_that_answers_only_at_another_baud_rate_and_parit
         "{snippet}"
     );
     assert!(
-        snippet.contains("# unit 7 answers only at 19200 8E1"),
+        snippet.contains("# unit 7 answers only at 19200 8O1"),
         "{snippet}"
     );
     let pasted = paste(dir.path(), snippet);

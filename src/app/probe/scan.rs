@@ -38,7 +38,8 @@ pub struct Tried {
     /// `None` on TCP.
     pub setting: Option<(u32, Parity)>,
     pub asked: usize,
-    /// Replies that did not decode: often a neighbouring baud rate or the wrong parity.
+    /// Replies that came but did not fit the request (another unit's frame, a bad frame the
+    /// client reports): a late reply, or a wrong parity. (Noise alone the RTU client skips.)
     pub garbled: usize,
     pub elapsed: Duration,
 }
@@ -279,6 +280,7 @@ impl<'w, W: Write> Progress<'w, W> {
         };
         let garbled = match tried.garbled {
             0 => String::new(),
+            1 => ", 1 garbled reply".to_string(),
             n => format!(", {n} garbled replies"),
         };
         let _ = writeln!(
