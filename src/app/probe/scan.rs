@@ -23,7 +23,7 @@ const SCAN_TIMEOUT: Duration = Duration::from_millis(100);
 pub struct ScanReport {
     /// The port path or `host:port`.
     pub target: String,
-    /// `None` for Modbus TCP.
+    /// A serial port (else Modbus TCP).
     pub serial: bool,
     pub table: Table,
     pub address: u16,
