@@ -139,7 +139,10 @@ fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(f) {
+    let result = rt.block_on(f);
+    // A write stuck on a hung disk must not keep the process: give blocking threads a moment.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

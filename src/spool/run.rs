@@ -20,6 +20,9 @@ use crate::record::DevicePoll;
 
 type Flush = JoinHandle<Result<bool, StoreError>>;
 
+/// While commits keep failing, how often the log repeats it.
+const REPEAT_LOG: Duration = Duration::from_secs(60);
+
 /// Runs until every poller has dropped its sender; captured records go to `tap` (live
 /// consumers: demo printer, local broker; best effort). Ends after committing what is due; the
 /// clean close ([`Spool::close`]) is the caller's, once the uplink has stopped.
@@ -32,6 +35,8 @@ pub async fn run_appender(
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     let mut open = true;
+    let mut failures = 0u64;
+    let mut said: Option<Instant> = None;
     while open || flush.is_some() {
         let due = next_flush(&spool, retry_at);
         tokio::select! {
@@ -42,13 +47,21 @@ pub async fn run_appender(
                     Ok(Ok(_)) => {
                         retry_at = None;
                         backoff = Duration::from_millis(100);
+                        failures = 0;
                     }
                     Ok(Err(e)) => {
                         spool.count_append_error();
-                        tracing::error!(error = %e, retry_in = ?backoff, "spool commit failed; holding the records in memory and retrying");
+                        failures += 1;
+                        // The first failure, then one line a minute while the disk refuses.
+                        let say = failures == 1 || said.is_none_or(|t| t.elapsed() >= REPEAT_LOG);
+                        if say {
+                            said = Some(Instant::now());
+                            tracing::error!(error = %e, failures, retry_in = ?backoff, "spool commit failed; holding the records in memory (published live, not stored) and retrying");
+                        }
                         let s = spool.clone();
-                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.recover()).await {
-                            tracing::error!(error = %e, "spool could not recover yet; retrying");
+                        match tokio::task::spawn_blocking(move || s.recover()).await {
+                            Ok(Err(e)) if say => tracing::error!(error = %e, "spool could not recover yet; retrying"),
+                            _ => {}
                         }
                         retry_at = Some(Instant::now() + backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -92,23 +105,55 @@ fn far() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
 
+/// Numbers kept for alarms while the disk refuses reservations: when the reserved numbers run
+/// low, readings are dropped (counted) so that alarm transitions can still be numbered and sent.
+pub const ALARM_NUMBERS: u64 = 2048;
+
 async fn capture(spool: &Arc<Spool>, p: &DevicePoll, tap: &broadcast::Sender<Arc<Stored>>) {
     let need = (p.samples.len() + p.alarms.len()) as u64;
+    // Set once this poll's readings are dropped: then only its alarms are left to number.
+    let mut alarms_only: Option<DevicePoll> = None;
     loop {
+        let mut refused = false;
         if spool.needs_reserve(need) {
             let s = spool.clone();
             match tokio::task::spawn_blocking(move || s.reserve(need)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
+                    refused = true;
                     spool.count_append_error();
-                    tracing::error!(error = %e, "cannot reserve sequence numbers; retrying");
+                    tracing::debug!(error = %e, "cannot reserve sequence numbers; retrying");
                 }
                 Err(e) => tracing::error!(error = %e, "reservation task failed"),
             }
         }
-        if let Some(stored) = spool.capture(p) {
-            let _ = tap.send(Arc::new(stored));
-            return;
+        // The head is full of readings neither the disk nor the broker took: no more readings.
+        let full = spool.refuses_readings() && alarms_only.is_none();
+        let degraded = refused || full;
+        let keep = if degraded && alarms_only.is_none() {
+            ALARM_NUMBERS
+        } else {
+            0
+        };
+        if !full {
+            if let Some(stored) = spool.capture_keeping(alarms_only.as_ref().unwrap_or(p), keep) {
+                let _ = tap.send(Arc::new(stored));
+                return;
+            }
+        }
+        if degraded && alarms_only.is_none() {
+            // Nothing is numbered without a durable reservation, and the disk refuses one: the
+            // readings go (counted, on the page), the alarms wait for the numbers kept for them.
+            spool.count_uncaptured(p.samples.len());
+            if p.alarms.is_empty() {
+                return;
+            }
+            alarms_only = Some(DevicePoll {
+                device: p.device.clone(),
+                samples: Vec::new(),
+                alarms: p.alarms.clone(),
+            });
+            continue;
         }
         // Not reserved (the reservation failed): wait a little and try again. Nothing is
         // numbered without a durable reservation.

@@ -32,7 +32,12 @@ impl Uplink {
         window: &mut Window,
         lanes: &mut Lanes,
     ) -> Result<(), UplinkError> {
-        // Spool reads are short read transactions on a bounded page cache; they run inline.
+        if self.spool.partial_reads_healed() {
+            // Our cursors may have passed records the store held while it could not be read.
+            return Err(UplinkError::Spool(StoreError::Io(
+                "the spool's store can be read again: a new session sends what it holds".into(),
+            )));
+        }
         while window.can_send() {
             let fmt = self.cfg.format;
             let (topic, payload, carried) = if let Some(a) =

@@ -168,6 +168,15 @@ pub fn spool_json(st: &Status, now: i64) -> Value {
         "append_errors": sp.append_errors,
         "head_readings": sp.head_readings,
         "gaps": sp.gaps,
+        // the size limit in force (lower than max_bytes after a disk-full failure)
+        "budget_bytes": sp.budget_bytes,
+        // the disk hangs or refuses writes: values sampled since `since_ms` are published
+        // live but not stored
+        "disk_trouble": sp.disk_trouble(now).map(|t| json!({
+            "since_ms": t.since_ms, "for_s": (now - t.since_ms) / 1000, "reason": t.reason,
+        })),
+        "last_durable_ms": sp.last_durable_ms,
+        "uncaptured_readings": sp.uncaptured_readings,
         // what the process wrote to storage since start: the flash-wear figure
         "written_bytes": written,
         "written_bytes_per_day": written.map(|w| w / id.started.elapsed().as_secs_f64().max(1.0) * 86_400.0),
