@@ -243,6 +243,16 @@ async fn a_spool_filesystem_remounted_read_only_shows_at_once_and_a_stop_still_e
     }
     let why = readyz(&s, 503, Duration::from_secs(1)).await;
     assert!(why.contains("spool writes have failed"), "{why}");
+    // The page says so, in both languages, and marks what it shows as not stored.
+    let url = format!("http://{}/", s.web);
+    let (en, zh) = tokio::task::spawn_blocking(move || (dom(&url, "en"), dom(&url, "zh-CN")))
+        .await
+        .unwrap();
+    assert!(
+        en.contains("Disk trouble") && en.contains("not stored"),
+        "{en}"
+    );
+    assert!(zh.contains("磁盘故障") && zh.contains("未存储"), "{zh}");
     let (_, api) = get(&s, "/api/status").await;
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
     let trouble = &api["spool"]["disk_trouble"];

@@ -300,7 +300,7 @@ pub async fn stop_signal() {
 }
 
 /// A stop ends within this, whatever the disk does (systemd's `TimeoutStopSec` is 20 s).
-pub const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(9);
+pub const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// `plantgate run`: the gateway until a stop signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {

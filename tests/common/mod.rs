@@ -4,6 +4,7 @@
 //!   configurations the tests poll.
 //! - [`status`]: the only place that reads the gateway's internal status board.
 //! - [`platform`]: PKI, brokers and the platform's subscriber.
+//! - [`browser`]: headless Chromium on the status page.
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use plantgate::config::Config;
 
+mod browser;
 mod gateway;
 mod platform;
 mod status;
 
+pub use browser::*;
 pub use gateway::*;
 pub use platform::*;
 pub use status::*;

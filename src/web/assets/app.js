@@ -92,7 +92,14 @@ function pointRow(D, i, j, now) {
   const trend = TR[i];
   cell.append(sparkline(trend && trend.points[name], limits, Math.floor(now / ((trend && trend.bucketMs) || 5000))));
   tr.append(cell);
-  tr.append(el("td", null, quality(q) + (exc ? " " + exc : "")));
+  const qc = el("td", null, quality(q) + (exc ? " " + exc : ""));
+  // The spool's disk hangs or refuses writes: what was read since is sent live but not stored.
+  const trouble = S.sp && S.sp.disk_trouble;
+  if (trouble && S.polled[i] !== null && now - S.polled[i] * 1000 >= trouble.since_ms) {
+    tr.classList.add("not-stored");
+    qc.append(el("span", "err", " · " + t("not_stored")));
+  }
+  tr.append(qc);
   const age = q === "good" ? S.polled[i] : lastGood ? Math.round((now - lastGood) / 1000) : null;
   tr.append(el("td", "num", dur(age)));
   return tr;
@@ -170,7 +177,10 @@ function renderLinks(now) {
   if (up.last_error) rows.push([t("last_error"), up.last_error, "err"]);
   facts($("uplink-facts"), rows);
   const sp = S.sp;
+  $("spool").className = "card " + (sp.disk_trouble ? "bad" : "ok");
   facts($("spool-facts"), [
+    ...(sp.disk_trouble ? [[t("disk_trouble"), sp.disk_trouble.reason, "err"]] : []),
+    ...(sp.uncaptured_readings > 0 ? [[t("uncaptured"), sp.uncaptured_readings, "err"]] : []),
     [t("backlog"), sp.readings + " " + t("readings") + ", " + sp.alarms + " " + t("alarms"), sp.alarms > 0 ? "warn" : null],
     [t("oldest"), sp.oldest_age_s === null ? "–" : dur(sp.oldest_age_s)],
     [t("size"), bytes(sp.bytes)],
