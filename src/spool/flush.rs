@@ -217,9 +217,11 @@ impl Spool {
         &self,
         write: impl FnOnce(&Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        // Being reopened after a failure: that failure is what the status shows.
+        let store = self.store()?;
         let started = now_ms();
         self.state.update(|s| s.write_started_ms = Some(started));
-        let result = self.store().and_then(|s| write(&s));
+        let result = write(&store);
         let ended = now_ms();
         let failed_since = self.state.update(|s| {
             s.write_started_ms = None;
