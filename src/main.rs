@@ -55,6 +55,20 @@ enum Command {
         #[arg(long)]
         from: Option<u64>,
     },
+    /// Look inside the spool without changing it: stats, export, verify (refused while the service runs).
+    Spool {
+        #[command(subcommand)]
+        cmd: plantgate::app::spool_cmd::SpoolCmd,
+    },
+    /// Internal: read a spool file read-only for `plantgate spool`, in a child process.
+    #[command(hide = true, name = "spool-read")]
+    SpoolRead {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        mode: plantgate::spool::forensics::Mode,
+        #[arg(long, default_value = "")]
+        gw: String,
+    },
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -91,6 +105,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Spool { cmd } => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "plantgate".into());
+            ExitCode::from(plantgate::app::spool_cmd::run(cmd, &exe))
+        }
+        Command::SpoolRead { file, mode, gw } => {
+            let mut out = std::io::stdout().lock();
+            ExitCode::from(plantgate::spool::forensics::child::serve(
+                &file, mode, &gw, &mut out,
+            ))
         }
         Command::Run { config } => {
             init_logging("info,rumqttd=warn");

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod demo;
 pub mod pki;
+pub mod spool_cmd;
 pub mod watchdog;
 
 use std::sync::Arc;

@@ -68,6 +68,7 @@
 //!   moments and checks every promise above after each cut.
 
 mod flush;
+pub mod forensics;
 pub mod head;
 mod helper;
 pub mod numbers;
