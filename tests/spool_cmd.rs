@@ -324,5 +324,22 @@ fn no_spool_is_reported_and_none_is_made() {
         );
     }
     assert!(!data.exists(), "a spool command created the data directory");
-    let _ = now_ms();
+}
+
+#[test]
+fn the_last_compaction_is_kept_in_the_file_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data) = setup(dir.path());
+    let spool = Spool::open(&data, &settings()).unwrap();
+    spool.append(&[poll(1)]).unwrap();
+    let t0 = now_ms();
+    spool.compact_now();
+    let t1 = now_ms();
+    spool.close().unwrap();
+    drop(spool);
+    let out = plantgate(&["spool", "stats", "--json"], &config);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at = j["stats"]["meta"]["last_compaction_ms"].as_i64().unwrap();
+    assert!((t0..=t1).contains(&at), "{at} not in {t0}..={t1}");
 }

@@ -176,3 +176,90 @@ impl StorageBackend for ReadOnlyFile {
         self.locks.query_lock_range(start, end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    fn read(b: &ReadOnlyFile, offset: u64, n: usize) -> Vec<u8> {
+        let mut out = vec![0xAA; n];
+        b.read(offset, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn writes_are_read_back_and_never_reach_the_file() {
+        let original: Vec<u8> = (0..3 * BLOCK).map(|i| (i % 251) as u8).collect();
+        let (_d, path) = file(&original);
+        let b = ReadOnlyFile::open(&path).unwrap();
+        b.write(BLOCK - 2, &[1, 2, 3, 4]).unwrap();
+        b.sync_data().unwrap();
+        assert_eq!(
+            read(&b, BLOCK - 3, 6),
+            [
+                original[BLOCK as usize - 3],
+                1,
+                2,
+                3,
+                4,
+                original[BLOCK as usize + 2]
+            ]
+        );
+        b.write(3 * BLOCK + 10, &[9]).unwrap();
+        assert_eq!(b.len().unwrap(), 3 * BLOCK + 11);
+        assert_eq!(read(&b, 3 * BLOCK, 11), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        assert_eq!(std::fs::read(&path).unwrap(), original, "the file changed");
+    }
+
+    #[test]
+    fn a_shorter_length_hides_the_rest_of_the_file_for_good() {
+        let (_d, path) = file(&vec![7u8; 2 * BLOCK as usize]);
+        let b = ReadOnlyFile::open(&path).unwrap();
+        b.set_len(100).unwrap();
+        let mut past = [0u8; 1];
+        assert!(
+            b.read(100, &mut past).is_err(),
+            "a read past the end must fail"
+        );
+        b.set_len(2 * BLOCK).unwrap();
+        assert_eq!(read(&b, 98, 4), [7, 7, 0, 0]);
+        assert_eq!(read(&b, BLOCK, 4), [0, 0, 0, 0]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * BLOCK);
+    }
+
+    #[test]
+    fn a_writer_elsewhere_refuses_the_open_and_readers_share() {
+        let (_d, path) = file(b"");
+        let writer = redb::Database::create(&path).unwrap();
+        let refused = redb::Database::builder()
+            .create_with_backend(ReadOnlyFile::open(&path).unwrap())
+            .err();
+        assert!(
+            matches!(refused, Some(redb::DatabaseError::DatabaseAlreadyOpen)),
+            "{refused:?}"
+        );
+        drop(writer);
+        let a = redb::Database::builder()
+            .create_with_backend(ReadOnlyFile::open(&path).unwrap())
+            .unwrap();
+        let b = redb::Database::builder()
+            .create_with_backend(ReadOnlyFile::open(&path).unwrap())
+            .unwrap();
+        assert!(
+            matches!(
+                redb::Database::create(&path).err(),
+                Some(redb::DatabaseError::DatabaseAlreadyOpen)
+            ),
+            "a gateway starting meanwhile is refused until the readers close"
+        );
+        drop((a, b));
+        redb::Database::create(&path).unwrap();
+    }
+}
