@@ -248,9 +248,10 @@ fn verify_reports_zeroed_pages_without_a_panic_or_a_change() {
         "damage exits 65: {stdout}{stderr}"
     );
     assert!(
-        stdout.contains("damage:") || stderr.contains("damaged"),
+        stdout.contains("damage: redb integrity check failed"),
         "{stdout}{stderr}"
     );
+    assert!(stderr.contains("is damaged"), "{stderr}");
 
     let out = plantgate(&["spool", "export"], &config);
     eprintln!(
@@ -342,4 +343,65 @@ fn the_last_compaction_is_kept_in_the_file_and_shown() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let at = j["stats"]["meta"]["last_compaction_ms"].as_i64().unwrap();
     assert!((t0..=t1).contains(&at), "{at} not in {t0}..={t1}");
+}
+
+#[test]
+fn an_entry_that_does_not_decode_is_named_by_verify_and_left_out_of_the_export() {
+    use plantgate::spool::store::{NewEntry, Store, Write as Commit};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data) = setup(dir.path());
+    std::fs::create_dir_all(&data).unwrap();
+    let store = Store::open(&data.join("spool.redb"), 1 << 20, 1000).unwrap();
+    let p = poll(1);
+    let batch = |key| NewEntry::Readings {
+        key,
+        count: 32,
+        bytes: plantgate::record::codec::encode_batch(&p.device, &p.samples),
+    };
+    store
+        .write(Commit {
+            entries: vec![
+                batch(1000),
+                NewEntry::Readings {
+                    key: 1100,
+                    count: 1,
+                    bytes: b"not a batch".to_vec(),
+                },
+                batch(1200),
+            ],
+            budget: u64::MAX,
+            reserved_until: Some(2000),
+            ..Commit::default()
+        })
+        .unwrap();
+    drop(store);
+
+    let out = plantgate(&["spool", "verify"], &config);
+    let stdout = text(&out.stdout);
+    eprintln!("{stdout}{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(65), "{stdout}");
+    assert!(
+        stdout.contains("Readings entry 1100 does not decode"),
+        "{stdout}"
+    );
+    let out = plantgate(&["spool", "export"], &config);
+    assert_eq!(out.status.code(), Some(65));
+    let seqs: Vec<u64> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (1000..1032).chain(1200..1232).collect();
+    assert_eq!(
+        seqs, expected,
+        "the readable entries on both sides of the bad one"
+    );
+    assert!(
+        text(&out.stderr).contains("entry 1100 cannot be decoded"),
+        "{}",
+        text(&out.stderr)
+    );
 }

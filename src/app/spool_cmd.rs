@@ -135,10 +135,22 @@ fn verify(out: &mut impl Write, file: &Path, exe: &Path) -> Result<(), Failure> 
     }
     match r {
         Ok(()) if v.problems.is_empty() => writeln!(out, "  OK: sound").map_err(w),
-        Ok(()) => Err(Failure::Damaged {
-            path: file.to_owned(),
-            detail: format!("{} problem(s)", v.problems.len()),
-        }),
+        // The child exits "damaged" when it found problems: name them, or how it died.
+        Ok(()) | Err(Failure::Damaged { .. }) => {
+            let died = match r {
+                Err(Failure::Damaged { detail, .. }) if !detail.is_empty() => detail,
+                _ => String::new(),
+            };
+            let listed = format!("{} problem(s) listed above", v.problems.len());
+            Err(Failure::Damaged {
+                path: file.to_owned(),
+                detail: if died.is_empty() {
+                    listed
+                } else {
+                    format!("{listed}; {died}")
+                },
+            })
+        }
         Err(e) => Err(e),
     }
 }

@@ -160,99 +160,112 @@ fn export(db: &Inspected, gw: &str, out: &mut impl Write) -> Result<u8, StoreErr
     Ok(if undecodable > 0 { EXIT_DAMAGED } else { 0 })
 }
 
+/// The problems `verify` found: each written as a `P` line as it is found (so that a death
+/// later leaves them), up to [`MAX_LISTED`], all counted.
+struct Problems<'a, W: Write> {
+    out: &'a mut W,
+    count: u64,
+}
+
+impl<W: Write> Problems<'_, W> {
+    fn add(&mut self, text: String) {
+        self.count += 1;
+        if self.count <= MAX_LISTED {
+            let _ = writeln!(self.out, "P {text}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
 /// redb's integrity check, then every entry decoded and the counters checked against what the
 /// tables hold; each problem is a `P` line, the summary an `S` line.
 fn verify(db: &mut Inspected, out: &mut impl Write) -> u8 {
-    let mut problems = 0u64;
-    let mut problem = |out: &mut dyn Write, text: String| {
-        problems += 1;
-        if problems <= MAX_LISTED {
-            let _ = writeln!(out, "P {text}");
-            let _ = out.flush();
-        }
-    };
+    let mut p = Problems { out, count: 0 };
     let mut sum = VerifySummary {
         closed_cleanly: !db.needed_repair(),
         ..VerifySummary::default()
     };
     match db.check_integrity() {
         Ok(sound) => sum.allocator_rebuilt = !sound,
-        Err(e) => problem(out, format!("redb integrity check failed: {e}")),
+        Err(e) => p.add(format!("redb integrity check failed: {e}")),
     }
-    let meta = match db.meta() {
-        Ok(m) => m,
-        Err(e) => {
-            problem(out, format!("the meta table cannot be read: {e}"));
-            Default::default()
-        }
-    };
+    let meta = db.meta().unwrap_or_else(|e| {
+        p.add(format!("the meta table cannot be read: {e}"));
+        Default::default()
+    });
     let reserved = meta.get("reserved_until").copied().unwrap_or(Seq::MAX);
-    let (mut end, mut readings, mut bytes) = (0u64, 0u64, 0u64);
-    let walked = db.walk(&ALL, |lane, k, v| {
+    match entries(db, reserved, &mut sum, &mut p) {
+        Ok(bytes) => {
+            for (name, counted) in [("readings_pending", sum.readings), ("logical_bytes", bytes)] {
+                let stored = meta.get(name).copied().unwrap_or(0);
+                if stored != counted {
+                    p.add(format!(
+                        "meta {name} says {stored}, the tables hold {counted}"
+                    ));
+                }
+            }
+        }
+        Err(e) => p.add(format!("the tables cannot be read to the end: {e}")),
+    }
+    sum.problems = p.count;
+    if let Ok(s) = serde_json::to_string(&sum) {
+        let _ = writeln!(p.out, "S {s}");
+    }
+    if p.count > 0 {
+        EXIT_DAMAGED
+    } else {
+        0
+    }
+}
+
+/// Decodes every entry in key order: each must decode, readings batches must not be empty,
+/// entries must not overlap, and none may be numbered at or above the reservation. Counts
+/// entries and readings into `sum`; returns the bytes the entries are charged (as
+/// `logical_bytes` counts them: readings and alarms).
+fn entries<W: Write>(
+    db: &Inspected,
+    reserved: Seq,
+    sum: &mut VerifySummary,
+    p: &mut Problems<'_, W>,
+) -> Result<u64, StoreError> {
+    let (mut end, mut bytes) = (0u64, 0u64);
+    db.walk(&ALL, |lane, k, v| {
         sum.entries += 1;
-        bytes += v.len() as u64 + ENTRY_OVERHEAD;
         let span = match lane {
             Lane::Readings => codec::decode_batch(k, v).map(|r| r.len() as u64),
             Lane::Alarms => codec::decode_alarm(k, v).map(|_| 1),
-            Lane::Gaps => {
-                bytes -= v.len() as u64 + ENTRY_OVERHEAD;
-                codec::decode_gap(k, v).map(|g| {
-                    if g.to < g.from {
-                        problem(out, format!("gap {k} ends before it starts ({})", g.to));
-                    }
-                    0
-                })
-            }
+            Lane::Gaps => codec::decode_gap(k, v).map(|g| {
+                if g.to < g.from {
+                    p.add(format!("gap {k} ends before it starts ({})", g.to));
+                }
+                0
+            }),
         };
+        if lane != Lane::Gaps {
+            bytes += v.len() as u64 + ENTRY_OVERHEAD;
+        }
         match span {
-            Err(e) => problem(out, format!("{lane:?} entry {k} does not decode: {e}")),
-            Ok(0) if lane == Lane::Readings => problem(out, format!("readings entry {k} is empty")),
+            Err(e) => p.add(format!("{lane:?} entry {k} does not decode: {e}")),
+            Ok(0) if lane == Lane::Readings => p.add(format!("readings entry {k} is empty")),
             Ok(n) => {
                 if lane == Lane::Readings {
-                    readings += n;
+                    sum.readings += n;
                 }
                 if n > 0 && k < end {
-                    problem(
-                        out,
-                        format!(
-                            "{lane:?} entry {k} overlaps the entry before it (which ends at {})",
-                            end - 1
-                        ),
-                    );
+                    p.add(format!(
+                        "{lane:?} entry {k} overlaps the entry before it (which ends at {})",
+                        end - 1
+                    ));
                 }
                 if n > 0 && k + n > reserved {
-                    problem(
-                        out,
-                        format!(
-                            "{lane:?} entry {k} is numbered at or above the reservation {reserved}"
-                        ),
-                    );
+                    p.add(format!(
+                        "{lane:?} entry {k} is numbered at or above the reservation {reserved}"
+                    ));
                 }
                 end = end.max(k + n);
             }
         }
         ControlFlow::Continue(())
-    });
-    if let Err(e) = &walked {
-        problem(out, format!("the tables cannot be read to the end: {e}"));
-    }
-    sum.readings = readings;
-    for (name, counted) in [("readings_pending", readings), ("logical_bytes", bytes)] {
-        let stored = meta.get(name).copied().unwrap_or(0);
-        if walked.is_ok() && stored != counted {
-            problem(
-                out,
-                format!("meta {name} says {stored}, the tables hold {counted}"),
-            );
-        }
-    }
-    sum.problems = problems;
-    if let Ok(s) = serde_json::to_string(&sum) {
-        let _ = writeln!(out, "S {s}");
-    }
-    if problems > 0 {
-        EXIT_DAMAGED
-    } else {
-        0
-    }
+    })?;
+    Ok(bytes)
 }

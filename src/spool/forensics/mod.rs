@@ -157,10 +157,22 @@ fn run(
         }
         line(l)
     });
+    // A panic's location line and its message (the next line), else all of stderr.
     let detail = || {
         let s = stderr.trim();
-        let panic = s.lines().find(|l| l.contains("panicked")).unwrap_or(s);
-        panic.trim().to_owned()
+        let mut lines = s.lines().skip_while(|l| !l.contains("panicked"));
+        match (lines.next(), lines.next()) {
+            (Some(at), msg) => {
+                let at = at.split("panicked at ").nth(1).unwrap_or(at);
+                let at = at.rsplit('/').next().unwrap_or(at);
+                format!(
+                    "redb panicked at {} {}",
+                    at.trim(),
+                    msg.unwrap_or("").trim()
+                )
+            }
+            (None, _) => s.to_owned(),
+        }
     };
     match code.map(|c| c as u8) {
         _ if !greeted => Err(Failure::Other(format!(
@@ -181,8 +193,8 @@ fn run(
         other => Err(Failure::Damaged {
             path: path.to_owned(),
             detail: format!(
-                "the reader died ({}): {}",
-                other.map_or("killed by a signal".to_owned(), |c| format!("exit {c}")),
+                "the reader died at a damaged page ({}): {}",
+                other.map_or("aborted or killed".to_owned(), |c| format!("exit {c}")),
                 detail()
             ),
         }),

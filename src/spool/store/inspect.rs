@@ -1,7 +1,7 @@
 //! A spool file opened for inspection, never for change: the forensic commands' only way into
 //! redb (`plantgate spool stats|export|verify`, in a child process).
 //!
-//! Owns the read-only open (on [`super::overlay`]: a read-only descriptor, redb's writes in
+//! Owns the read-only open (on `store::overlay`: a read-only descriptor, redb's writes in
 //! memory, locks that refuse a running gateway), the walk of every entry in key order and
 //! redb's integrity check. Must never change the file, and never run in a process whose death
 //! matters: a damaged page can make redb panic.
