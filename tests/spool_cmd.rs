@@ -291,6 +291,7 @@ fn a_running_gateway_is_refused_and_its_unclean_stop_is_shown() {
         eprintln!("{cmd}: {stderr}");
         assert_eq!(out.status.code(), Some(75), "{cmd}: {stderr}");
         assert!(stderr.contains("open by the running service"), "{stderr}");
+        assert!(stderr.contains(&format!("pid {}", gw.0.id())), "{stderr}");
     }
     assert!(
         gw.0.try_wait().unwrap().is_none(),

@@ -172,7 +172,6 @@ fn print_stats(
         });
         return writeln!(out, "{j}");
     }
-    let m = |k: &str| s.meta.get(k).copied();
     writeln!(out, "spool {}", file.display())?;
     writeln!(out, "  file             {}", size(bytes))?;
     writeln!(
@@ -195,24 +194,7 @@ fn print_stats(
         }
         None => writeln!(out, "  nothing waiting")?,
     }
-    if let Some(r) = m("reserved_until") {
-        writeln!(out, "  reserved until   {r} (the next start numbers from here; numbers below it may have been handed out)")?;
-    }
-    if let Some(v) = m("settled_below") {
-        writeln!(
-            out,
-            "  settled below    {v} (every record below it was on disk or acknowledged)"
-        )?;
-    }
-    writeln!(
-        out,
-        "  evicted          {} readings since this file was made",
-        m("evicted_readings").unwrap_or(0)
-    )?;
-    let compaction = m("last_compaction_ms")
-        .and_then(|t| i64::try_from(t).ok())
-        .map_or("never recorded".to_owned(), at);
-    writeln!(out, "  last compaction  {compaction}")?;
+    numbering(out, s)?;
     if s.undecodable > 0 {
         writeln!(
             out,
@@ -233,6 +215,33 @@ fn print_stats(
     if starts > 0 {
         writeln!(out, "  unclean starts   {starts} recent start(s) without a clean close (spool.starts; 3 within 10 min open in salvage mode)")?;
     }
+    Ok(())
+}
+
+/// Where numbering stands, evictions and the last compaction, from the stored counters.
+fn numbering(out: &mut impl Write, s: &Stats) -> std::io::Result<()> {
+    let m = |k: &str| s.meta.get(k).copied();
+    if let Some(r) = m("reserved_until") {
+        writeln!(out, "  reserved until   {r} (the next start numbers from here; numbers below it may have been handed out)")?;
+    }
+    if let Some(v) = m("settled_below") {
+        writeln!(
+            out,
+            "  settled below    {v} (every record below it was on disk or acknowledged)"
+        )?;
+        if let Some(r) = m("reserved_until").filter(|r| *r > v) {
+            writeln!(out, "  unvouched        {v}..{r}: the next start announces the numbers in it that are not held here as an unclean_stop gap")?;
+        }
+    }
+    writeln!(
+        out,
+        "  evicted          {} readings since this file was made",
+        m("evicted_readings").unwrap_or(0)
+    )?;
+    let compaction = m("last_compaction_ms")
+        .and_then(|t| i64::try_from(t).ok())
+        .map_or("never recorded".to_owned(), at);
+    writeln!(out, "  last compaction  {compaction}")?;
     Ok(())
 }
 

@@ -20,7 +20,8 @@ use crate::spool::store::{StoreError, ENTRY_OVERHEAD};
 
 /// Page cache of the child: enough for a B-tree walk, small enough for any board.
 const CACHE_BYTES: usize = 16 << 20;
-/// Most problems `verify` lists one by one; the rest are counted.
+/// Most problems `verify` (or undecodable entries `export`) lists one by one; the rest are
+/// counted.
 const MAX_LISTED: u64 = 100;
 
 /// Runs `mode` on `path`, writing to `out`; returns the child's exit code.
@@ -142,7 +143,9 @@ fn export(db: &Inspected, gw: &str, out: &mut impl Write) -> Result<u8, StoreErr
                 .and_then(|_| out.flush()),
             Err(e) => {
                 undecodable += 1;
-                eprintln!("{lane:?} entry {k} cannot be decoded, left out: {e}");
+                if undecodable <= MAX_LISTED {
+                    eprintln!("{lane:?} entry {k} cannot be decoded, left out: {e}");
+                }
                 Ok(())
             }
         };
@@ -156,6 +159,9 @@ fn export(db: &Inspected, gw: &str, out: &mut impl Write) -> Result<u8, StoreErr
     })?;
     if let Some(e) = failed {
         return Err(StoreError::Io(format!("cannot write the export: {e}")));
+    }
+    if undecodable > MAX_LISTED {
+        eprintln!("{undecodable} entries in all cannot be decoded");
     }
     Ok(if undecodable > 0 { EXIT_DAMAGED } else { 0 })
 }
