@@ -123,6 +123,8 @@ fn stats_and_export_show_every_waiting_record_and_change_nothing() {
     let w = backlog(&data);
     let file = data.join("spool.redb");
     let before = fingerprint(&file);
+    // What a salvage leaves beside the spool (its naming: `spool.redb.damaged-<unix ms>`).
+    std::fs::write(data.join("spool.redb.damaged-1764547200000"), [0u8; 300]).unwrap();
 
     let out = plantgate(&["spool", "stats", "--json"], &config);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -147,12 +149,22 @@ fn stats_and_export_show_every_waiting_record_and_change_nothing() {
     assert_eq!(s["closed_cleanly"], true);
     assert!(s["meta"]["reserved_until"].as_u64().unwrap() > last);
     assert_eq!(j["file_bytes"], before.0.len());
+    assert_eq!(
+        j["beside"],
+        serde_json::json!([{"name": "spool.redb.damaged-1764547200000", "bytes": 300, "moved_ms": 1_764_547_200_000_i64}])
+    );
 
     let table = plantgate(&["spool", "stats"], &config);
     let table = text(&table.stdout);
     eprintln!("{table}");
     assert!(
         table.contains(&format!("sequence range   {first}..={last}")),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "spool.redb.damaged-1764547200000 (300 bytes, moved aside 2025-12-01 00:00:00.000 UTC)"
+        ),
         "{table}"
     );
     assert!(table.contains(&format!(

@@ -258,7 +258,11 @@ fn lane(out: &mut impl Write, name: &str, l: &LaneStats, unit: &str) -> std::io:
 }
 
 fn size(bytes: u64) -> String {
-    format!("{bytes} bytes ({:.1} MiB)", bytes as f64 / (1 << 20) as f64)
+    match bytes {
+        0..1024 => format!("{bytes} bytes"),
+        1024..1_048_576 => format!("{bytes} bytes ({:.0} KiB)", bytes as f64 / 1024.0),
+        _ => format!("{bytes} bytes ({:.1} MiB)", bytes as f64 / 1_048_576.0),
+    }
 }
 
 /// `2026-12-01 08:00:00.123 UTC`.
