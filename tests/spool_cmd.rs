@@ -418,3 +418,29 @@ fn an_entry_that_does_not_decode_is_named_by_verify_and_left_out_of_the_export()
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_export_read_only_in_part_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data) = setup(dir.path());
+    backlog(&data);
+    let mut export = Command::new(env!("CARGO_BIN_EXE_plantgate"))
+        .args(["spool", "export", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(export.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap(); // and the pipe is closed here, as `| head -1` does
+    assert!(
+        first.starts_with(r#"{"lane":"readings","gw":"gw-test","seq":"#),
+        "{first}"
+    );
+    let out = export.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}

@@ -73,7 +73,7 @@ pub fn run(cmd: SpoolCmd, exe: &Path) -> u8 {
                 let (done, r) = forensics::export(exe, &file, &config.gateway.id, &mut out);
                 if let Err(Failure::Damaged { .. }) = &r {
                     eprintln!(
-                        "export incomplete after {} lines (the last: {})",
+                        "export incomplete after {} lines (the last: {}); the gateway's start-up salvage reads past damaged pages and keeps what it can",
                         done.lines,
                         done.last.as_deref().unwrap_or("none")
                     );

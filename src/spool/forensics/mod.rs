@@ -222,6 +222,7 @@ pub struct Exported {
 /// Writes every waiting record of `path` to `out` as JSON lines (see
 /// [`crate::record::wire::export_reading`]), in sequence order, streaming from a child. On
 /// damage, what was read before it has been written, and the error says where it stopped.
+/// A closed `out` (the reader stopped: `| head`) ends the export without an error.
 pub fn export(
     exe: &Path,
     path: &Path,
@@ -246,6 +247,8 @@ pub fn export(
     }
     let flushed = out.flush();
     let r = match (write_err, flushed) {
+        // Whoever reads the export stopped reading (`| head`): the export ends there.
+        (Some(e), _) | (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         (Some(e), _) | (None, Err(e)) => Err(Failure::Other(format!("cannot write: {e}"))),
         _ => r,
     };
