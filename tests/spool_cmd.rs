@@ -172,7 +172,8 @@ fn stats_and_export_show_every_waiting_record_and_change_nothing() {
         w.readings.len()
     )));
 
-    let out = plantgate(&["spool", "export", "--jsonl"], &config);
+    let export = plantgate(&["spool", "export", "--jsonl"], &config);
+    let out = &export;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let (mut readings, mut alarms, mut gaps, mut order) = (BTreeMap::new(), vec![], 0, vec![]);
     for line in text(&out.stdout).lines() {
@@ -234,6 +235,28 @@ fn stats_and_export_show_every_waiting_record_and_change_nothing() {
     assert!(
         fingerprint(&file) == before,
         "a spool command changed the file"
+    );
+
+    // --file reads another spool file: a copy gives the same export; the fake damaged file
+    // beside it is no spool at all.
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&file, &copy).unwrap();
+    let again = plantgate(
+        &["spool", "export", "--file", copy.to_str().unwrap()],
+        &config,
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(again.stdout == export.stdout, "the copy's export differs");
+    let fake = data.join("spool.redb.damaged-1764547200000");
+    let out = plantgate(
+        &["spool", "stats", "--file", fake.to_str().unwrap()],
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is damaged"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -21,18 +21,16 @@ pub enum SpoolCmd {
     /// What is waiting, per lane: counts, oldest and newest record, sequence range, numbering,
     /// file size, last compaction, damaged files kept beside it.
     Stats {
-        /// The configuration file (its data_dir holds the spool).
-        #[arg(long, short, default_value = "/etc/plantgate/plantgate.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// Every waiting record in the wire shape, one JSON object per line, in sequence order.
     Export {
-        /// The configuration file (its data_dir holds the spool).
-        #[arg(long, short, default_value = "/etc/plantgate/plantgate.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// JSON lines (the default and, for now, only format).
         #[arg(long)]
         jsonl: bool,
@@ -40,20 +38,31 @@ pub enum SpoolCmd {
     /// Reads the whole file (redb's check of every page, every entry decoded) and reports
     /// damage without changing anything; exits 65 on damage.
     Verify {
-        /// The configuration file (its data_dir holds the spool).
-        #[arg(long, short, default_value = "/etc/plantgate/plantgate.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
+}
+
+/// Which spool a command reads.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The configuration file (its data_dir holds the spool; its gateway id goes in the export).
+    #[arg(long, short, default_value = "/etc/plantgate/plantgate.toml")]
+    config: PathBuf,
+    /// Read this spool file instead of the one in data_dir, e.g. a `spool.redb.damaged-*` that
+    /// a salvage kept beside it.
+    #[arg(long, value_name = "SPOOL_FILE")]
+    file: Option<PathBuf>,
 }
 
 /// Runs `cmd` with `exe` (this program) as the reading child; returns the exit code.
 pub fn run(cmd: SpoolCmd, exe: &Path) -> u8 {
-    let config_path = match &cmd {
-        SpoolCmd::Stats { config, .. }
-        | SpoolCmd::Export { config, .. }
-        | SpoolCmd::Verify { config } => config,
+    let target = match &cmd {
+        SpoolCmd::Stats { target, .. }
+        | SpoolCmd::Export { target, .. }
+        | SpoolCmd::Verify { target } => target,
     };
-    let config = match Config::load(config_path) {
+    let config = match Config::load(&target.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -61,7 +70,11 @@ pub fn run(cmd: SpoolCmd, exe: &Path) -> u8 {
         }
     };
     let dir = config.gateway.data_dir.clone();
-    let outcome = forensics::spool_file(&dir).and_then(|file| {
+    let file = match &target.file {
+        Some(f) => forensics::existing(f),
+        None => forensics::existing(&dir.join(forensics::FILE)),
+    };
+    let outcome = file.and_then(|file| {
         let mut out = std::io::stdout().lock();
         match cmd {
             SpoolCmd::Stats { json, .. } => {

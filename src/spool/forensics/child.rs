@@ -36,11 +36,11 @@ pub fn serve(path: &Path, mode: Mode, gw: &str, out: &mut impl Write) -> u8 {
         Ok(db) => db,
         Err(StoreError::Locked(_)) => return EXIT_IN_USE,
         Err(e @ StoreError::Corrupt { .. }) if mode == Mode::Verify => {
-            let _ = writeln!(out, "P cannot open the file: {e}");
+            let _ = writeln!(out, "P cannot open the file: {}", plain(&e));
             return EXIT_DAMAGED;
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", plain(&e));
             return match e {
                 StoreError::Corrupt { .. } => EXIT_DAMAGED,
                 _ => 1,
@@ -60,9 +60,17 @@ pub fn serve(path: &Path, mode: Mode, gw: &str, out: &mut impl Write) -> u8 {
     match done {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", plain(&e));
             EXIT_DAMAGED
         }
+    }
+}
+
+/// An error without the file's name (the parent's report names it once).
+fn plain(e: &StoreError) -> String {
+    match e {
+        StoreError::Corrupt { detail, .. } => detail.clone(),
+        e => e.to_string(),
     }
 }
 
@@ -193,10 +201,10 @@ fn verify(db: &mut Inspected, out: &mut impl Write) -> u8 {
     };
     match db.check_integrity() {
         Ok(sound) => sum.allocator_rebuilt = !sound,
-        Err(e) => p.add(format!("redb integrity check failed: {e}")),
+        Err(e) => p.add(format!("redb integrity check failed: {}", plain(&e))),
     }
     let meta = db.meta().unwrap_or_else(|e| {
-        p.add(format!("the meta table cannot be read: {e}"));
+        p.add(format!("the meta table cannot be read: {}", plain(&e)));
         Default::default()
     });
     let reserved = meta.get("reserved_until").copied().unwrap_or(Seq::MAX);
@@ -211,7 +219,7 @@ fn verify(db: &mut Inspected, out: &mut impl Write) -> u8 {
                 }
             }
         }
-        Err(e) => p.add(format!("the tables cannot be read to the end: {e}")),
+        Err(e) => p.add(format!("the tables cannot be read to the end: {}", plain(&e))),
     }
     sum.problems = p.count;
     if let Ok(s) = serde_json::to_string(&sum) {

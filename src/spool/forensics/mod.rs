@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use super::helper::child_lines;
 use super::salvage::HANDSHAKE;
-use super::FILE;
 use crate::record::Seq;
 
 pub mod child;
@@ -122,12 +121,14 @@ impl Failure {
     }
 }
 
-/// The spool file in `data_dir`, if there is one.
-pub fn spool_file(data_dir: &Path) -> Result<PathBuf, Failure> {
-    let path = data_dir.join(FILE);
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => Ok(path),
-        _ => Err(Failure::NoSpool(path)),
+/// The spool file's name in `data_dir`.
+pub const FILE: &str = super::FILE;
+
+/// `path`, if it is a file: a spool is never made where there is none.
+pub fn existing(path: &Path) -> Result<PathBuf, Failure> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(path.to_owned()),
+        _ => Err(Failure::NoSpool(path.to_owned())),
     }
 }
 
