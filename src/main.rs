@@ -68,6 +68,8 @@ enum Command {
         mode: plantgate::spool::forensics::Mode,
         #[arg(long, default_value = "")]
         gw: String,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
     },
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
@@ -110,10 +112,15 @@ fn main() -> ExitCode {
             let exe = std::env::current_exe().unwrap_or_else(|_| "plantgate".into());
             ExitCode::from(plantgate::app::spool_cmd::run(cmd, &exe))
         }
-        Command::SpoolRead { file, mode, gw } => {
-            let mut out = std::io::stdout().lock();
+        Command::SpoolRead {
+            file,
+            mode,
+            gw,
+            from,
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             ExitCode::from(plantgate::spool::forensics::child::serve(
-                &file, mode, &gw, &mut out,
+                &file, mode, &gw, from, &mut out,
             ))
         }
         Command::Run { config } => {

@@ -264,7 +264,7 @@ fn stats_and_export_show_every_waiting_record_and_change_nothing() {
 fn verify_reports_zeroed_pages_without_a_panic_or_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let (config, data) = setup(dir.path());
-    backlog(&data);
+    let w = backlog(&data);
     let file = data.join("spool.redb");
     let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     let len = f.metadata().unwrap().len();
@@ -288,16 +288,36 @@ fn verify_reports_zeroed_pages_without_a_panic_or_a_change() {
     );
     assert!(stderr.contains("is damaged"), "{stderr}");
 
+    // export resumes past the damaged page: every line parses, in order, and the range it
+    // left out is named.
     let out = plantgate(&["spool", "export"], &config);
-    eprintln!(
-        "export: {} lines; {}",
-        out.stdout.split(|b| *b == b'\n').count() - 1,
-        text(&out.stderr)
+    let stderr = text(&out.stderr);
+    eprintln!("export: {stderr}");
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    let keys: Vec<u64> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("only whole lines");
+            v.get("seq").or(v.get("from")).unwrap().as_u64().unwrap()
+        })
+        .collect();
+    assert!(keys.windows(2).all(|p| p[0] < p[1]), "lines in order");
+    let skipped = stderr
+        .split("entries numbered ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("the skipped range is named");
+    let (lo, hi) = skipped.split_once("..=").expect(skipped);
+    let (lo, hi): (u64, u64) = (lo.parse().unwrap(), hi.parse().unwrap());
+    assert!(
+        keys.iter().all(|k| *k < lo || *k > hi),
+        "a skipped key was written"
     );
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
-    for line in text(&out.stdout).lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("only whole lines");
-    }
+    assert!(
+        keys.last().unwrap() > &hi,
+        "the export went on past the damage"
+    );
+    assert!(keys.len() > w.readings.len() / 2, "{} lines", keys.len());
     // stats reads only each lane's ends and the gaps: a damaged page elsewhere leaves it whole.
     let out = plantgate(&["spool", "stats"], &config);
     eprintln!("{}{}", text(&out.stdout), text(&out.stderr));

@@ -85,11 +85,7 @@ pub fn run(cmd: SpoolCmd, exe: &Path) -> u8 {
             SpoolCmd::Export { .. } => {
                 let (done, r) = forensics::export(exe, &file, &config.gateway.id, &mut out);
                 if let Err(Failure::Damaged { .. }) = &r {
-                    eprintln!(
-                        "export incomplete after {} lines (the last: {}); the gateway's start-up salvage reads past damaged pages and keeps what it can",
-                        done.lines,
-                        done.last.as_deref().unwrap_or("none")
-                    );
+                    eprintln!("export incomplete: {} lines written", done.lines);
                 }
                 r
             }
@@ -156,6 +152,7 @@ fn verify(out: &mut impl Write, file: &Path, exe: &Path) -> Result<(), Failure> 
             };
             let listed = format!("{} problem(s) listed above", v.problems.len());
             Err(Failure::Damaged {
+                died: false,
                 path: file.to_owned(),
                 detail: if died.is_empty() {
                     listed

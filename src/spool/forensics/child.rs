@@ -24,8 +24,9 @@ const CACHE_BYTES: usize = 16 << 20;
 /// counted.
 const MAX_LISTED: u64 = 100;
 
-/// Runs `mode` on `path`, writing to `out`; returns the child's exit code.
-pub fn serve(path: &Path, mode: Mode, gw: &str, out: &mut impl Write) -> u8 {
+/// Runs `mode` on `path` (`export` from key `from` on), writing to `out`; returns the child's
+/// exit code.
+pub fn serve(path: &Path, mode: Mode, gw: &str, from: Seq, out: &mut impl Write) -> u8 {
     if writeln!(out, "{HANDSHAKE}")
         .and_then(|_| out.flush())
         .is_err()
@@ -53,7 +54,8 @@ pub fn serve(path: &Path, mode: Mode, gw: &str, out: &mut impl Write) -> u8 {
             writeln!(out).map_err(|e| StoreError::Io(e.to_string()))?;
             Ok(0)
         }),
-        Mode::Export => export(&db, gw, out),
+        Mode::Export => export(&db, gw, from, out),
+        Mode::Tail => tail(&db, out),
         Mode::Verify => Ok(verify(&mut db, out)),
     };
     let _ = out.flush();
@@ -134,10 +136,10 @@ fn stats(db: &Inspected) -> Result<Stats, StoreError> {
 
 /// Writes every waiting record as its export line, in sequence order; an entry that does not
 /// decode is skipped and named on stderr, and makes the exit code [`EXIT_DAMAGED`].
-fn export(db: &Inspected, gw: &str, out: &mut impl Write) -> Result<u8, StoreError> {
+fn export(db: &Inspected, gw: &str, from: Seq, out: &mut impl Write) -> Result<u8, StoreError> {
     let mut undecodable = 0u64;
     let mut failed = None;
-    db.walk(&ALL, |lane, k, v| {
+    db.walk_from(&ALL, from, false, |lane, k, v| {
         let lines: Result<Vec<Vec<u8>>, codec::DecodeError> = match lane {
             Lane::Readings => codec::decode_batch(k, v)
                 .map(|r| r.iter().map(|r| wire::export_reading(gw, r)).collect()),
@@ -172,6 +174,25 @@ fn export(db: &Inspected, gw: &str, out: &mut impl Write) -> Result<u8, StoreErr
         eprintln!("{undecodable} entries in all cannot be decoded");
     }
     Ok(if undecodable > 0 { EXIT_DAMAGED } else { 0 })
+}
+
+/// Every entry's key from the last one down (`K <key>` lines, each flushed): where the readable
+/// end of a damaged file begins is the last key written before a damaged page stops it.
+fn tail(db: &Inspected, out: &mut impl Write) -> Result<u8, StoreError> {
+    let mut failed = None;
+    db.walk_from(&ALL, 0, true, |_, k, _| {
+        match writeln!(out, "K {k}").and_then(|_| out.flush()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(StoreError::Io(e.to_string())),
+        None => Ok(0),
+    }
 }
 
 /// The problems `verify` found: each written as a `P` line as it is found (so that a death
@@ -219,7 +240,10 @@ fn verify(db: &mut Inspected, out: &mut impl Write) -> u8 {
                 }
             }
         }
-        Err(e) => p.add(format!("the tables cannot be read to the end: {}", plain(&e))),
+        Err(e) => p.add(format!(
+            "the tables cannot be read to the end: {}",
+            plain(&e)
+        )),
     }
     sum.problems = p.count;
     if let Ok(s) = serde_json::to_string(&sum) {

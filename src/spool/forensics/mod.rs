@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,9 @@ use super::salvage::HANDSHAKE;
 use crate::record::Seq;
 
 pub mod child;
+mod export;
+
+pub use export::{export, Exported};
 
 /// Exit codes of `plantgate spool …` (sysexits.h, like 78 for a configuration error).
 pub const EXIT_DAMAGED: u8 = 65;
@@ -35,6 +37,8 @@ pub enum Mode {
     Stats,
     Export,
     Verify,
+    /// Keys from the end down: where an export resumes past a damaged page.
+    Tail,
 }
 
 /// A record at one end of a lane.
@@ -103,9 +107,14 @@ pub enum Failure {
     #[error("the spool {path} is open by the running service{}; stop it, or read its live figures on its status page",
         if holders.is_empty() { String::new() } else { format!(" (pid {})", holders.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")) })]
     InUse { path: PathBuf, holders: Vec<u32> },
-    /// The file could not be read to the end: what was read before is reported.
+    /// The file could not be read to the end: what was read before is reported. `died`: the
+    /// reader died at a damaged page (rather than reporting entries it could not decode).
     #[error("the spool {path} is damaged: {detail}")]
-    Damaged { path: PathBuf, detail: String },
+    Damaged {
+        path: PathBuf,
+        detail: String,
+        died: bool,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -132,23 +141,27 @@ pub fn existing(path: &Path) -> Result<PathBuf, Failure> {
     }
 }
 
-/// Runs `exe spool-read <path> --mode <mode>`, handing each output line after the handshake to
+/// Runs `exe spool-read <path> --mode <mode>` (with the gateway id and first key for an
+/// export), handing each output line after the handshake to
 /// `line`; `Ok` when the child read everything, else why not (with the detail it gave).
 fn run(
     exe: &Path,
     path: &Path,
     mode: Mode,
-    gw: &str,
+    (gw, from): (&str, Seq),
     mut line: impl FnMut(&str) -> bool,
 ) -> Result<(), Failure> {
     let mode_name = format!("{mode:?}").to_lowercase();
-    let args: [&OsStr; 6] = [
+    let from = from.to_string();
+    let args: [&OsStr; 8] = [
         "spool-read".as_ref(),
         path.as_os_str(),
         "--mode".as_ref(),
         mode_name.as_ref(),
         "--gw".as_ref(),
         gw.as_ref(),
+        "--from".as_ref(),
+        from.as_ref(),
     ];
     let mut greeted = false;
     let (code, stderr) = child_lines(exe, &args, None, |l| {
@@ -189,6 +202,7 @@ fn run(
         Some(EXIT_DAMAGED) => Err(Failure::Damaged {
             path: path.to_owned(),
             detail: detail(),
+            died: false,
         }),
         Some(1) => Err(Failure::Other(detail())),
         other => Err(Failure::Damaged {
@@ -198,6 +212,7 @@ fn run(
                 other.map_or("aborted or killed".to_owned(), |c| format!("exit {c}")),
                 detail()
             ),
+            died: true,
         }),
     }
 }
@@ -205,55 +220,11 @@ fn run(
 /// The spool's figures, read in a child.
 pub fn stats(exe: &Path, path: &Path) -> Result<Stats, Failure> {
     let mut got = None;
-    run(exe, path, Mode::Stats, "", |l| {
+    run(exe, path, Mode::Stats, ("", 0), |l| {
         got = serde_json::from_str::<Stats>(l).ok();
         true
     })?;
     got.ok_or_else(|| Failure::Other("the reader gave no figures".into()))
-}
-
-/// How far an export got.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Exported {
-    pub lines: u64,
-    /// The last line written, for a report of where a damaged file stopped the export.
-    pub last: Option<String>,
-}
-
-/// Writes every waiting record of `path` to `out` as JSON lines (see
-/// [`crate::record::wire::export_reading`]), in sequence order, streaming from a child. On
-/// damage, what was read before it has been written, and the error says where it stopped.
-/// A closed `out` (the reader stopped: `| head`) ends the export without an error.
-pub fn export(
-    exe: &Path,
-    path: &Path,
-    gw: &str,
-    out: &mut impl Write,
-) -> (Exported, Result<(), Failure>) {
-    let mut done = Exported::default();
-    let mut write_err = None;
-    let mut last = String::new();
-    let r = run(exe, path, Mode::Export, gw, |l| {
-        if let Err(e) = out.write_all(l.as_bytes()) {
-            write_err = Some(e);
-            return false;
-        }
-        done.lines += 1;
-        last.clear();
-        last.push_str(l.trim_end());
-        true
-    });
-    if !last.is_empty() {
-        done.last = Some(last);
-    }
-    let flushed = out.flush();
-    let r = match (write_err, flushed) {
-        // Whoever reads the export stopped reading (`| head`): the export ends there.
-        (Some(e), _) | (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        (Some(e), _) | (None, Err(e)) => Err(Failure::Other(format!("cannot write: {e}"))),
-        _ => r,
-    };
-    (done, r)
 }
 
 /// What `verify` found: each problem, and the summary (None when the reader died first).
@@ -267,7 +238,7 @@ pub struct Verified {
 /// is sound when the result is `Ok` and `problems` is empty.
 pub fn verify(exe: &Path, path: &Path) -> (Verified, Result<(), Failure>) {
     let mut v = Verified::default();
-    let r = run(exe, path, Mode::Verify, "", |l| {
+    let r = run(exe, path, Mode::Verify, ("", 0), |l| {
         if let Some(p) = l.strip_prefix("P ") {
             v.problems.push(p.trim_end().to_owned());
         } else if let Some(s) = l.strip_prefix("S ") {

@@ -26,6 +26,11 @@ pub enum Lane {
     Readings,
 }
 
+type Entry<'t> = (
+    redb::AccessGuard<'t, u64>,
+    redb::AccessGuard<'t, &'static [u8]>,
+);
+
 fn table(lane: Lane) -> TableDefinition<'static, u64, &'static [u8]> {
     match lane {
         Lane::Alarms => ALARMS,
@@ -116,6 +121,19 @@ impl Inspected {
     pub fn walk(
         &self,
         lanes: &[Lane],
+        f: impl FnMut(Lane, Seq, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.walk_from(lanes, 0, false, f)
+    }
+
+    /// [`Inspected::walk`] from key `from` on, or with `backward` from the last key down: a
+    /// descent from the root to `from` (or the end) reads only the pages on its way, so it can
+    /// start past a damaged page that a walk from the start dies on.
+    pub fn walk_from(
+        &self,
+        lanes: &[Lane],
+        from: Seq,
+        backward: bool,
         mut f: impl FnMut(Lane, Seq, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let mut run = || -> Result<(), redb::Error> {
@@ -124,9 +142,18 @@ impl Inspected {
                 .iter()
                 .map(|l| Ok((*l, tx.open_table(table(*l))?)))
                 .collect::<Result<Vec<_>, redb::Error>>()?;
+            type Entries<'t> = Box<dyn Iterator<Item = Result<Entry<'t>, redb::StorageError>> + 't>;
             let mut lanes = tables
                 .iter()
-                .map(|(l, t)| Ok((*l, t.iter()?.peekable())))
+                .map(|(l, t)| {
+                    let r = t.range(from..)?;
+                    let it: Entries = if backward {
+                        Box::new(r.rev())
+                    } else {
+                        Box::new(r)
+                    };
+                    Ok((*l, it.peekable()))
+                })
                 .collect::<Result<Vec<_>, redb::Error>>()?;
             loop {
                 let mut next: Option<(usize, u64)> = None;
@@ -139,7 +166,7 @@ impl Inspected {
                             _ => continue,
                         },
                     };
-                    if next.is_none_or(|(_, k)| key < k) {
+                    if next.is_none_or(|(_, k)| if backward { key > k } else { key < k }) {
                         next = Some((i, key));
                     }
                 }
