@@ -1,5 +1,6 @@
 //! The `plantgate` command: parses the command line, sets up logging, runs a subcommand and
-//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else).
+//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else; the
+//! spool commands add theirs, see `app::spool_cmd`).
 //! Owns nothing else: every subcommand's work lives in the library.
 
 use std::path::PathBuf;
