@@ -1,6 +1,6 @@
 //! The `plantgate` command: parses the command line, sets up logging, runs a subcommand and
 //! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else; `probe`
-//! has its own, documented in its help).
+//! and the spool commands have their own, documented in their help and `app::spool_cmd`).
 //! Owns nothing else: every subcommand's work lives in the library.
 
 use std::path::PathBuf;
@@ -64,6 +64,22 @@ enum Command {
     /// [[bus]]/[[device]] snippet is printed for what answered. Never touches the spool or the
     /// uplink, never writes to a device.
     Probe(plantgate::app::probe::ProbeArgs),
+    /// Look inside the spool without changing it: stats, export, verify (refused while the service runs).
+    Spool {
+        #[command(subcommand)]
+        cmd: plantgate::app::spool_cmd::SpoolCmd,
+    },
+    /// Internal: read a spool file read-only for `plantgate spool`, in a child process.
+    #[command(hide = true, name = "spool-read")]
+    SpoolRead {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        mode: plantgate::spool::forensics::Mode,
+        #[arg(long, default_value = "")]
+        gw: String,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -100,6 +116,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Spool { cmd } => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "plantgate".into());
+            ExitCode::from(plantgate::app::spool_cmd::run(cmd, &exe))
+        }
+        Command::SpoolRead {
+            file,
+            mode,
+            gw,
+            from,
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            ExitCode::from(plantgate::spool::forensics::child::serve(
+                &file, mode, &gw, from, &mut out,
+            ))
         }
         Command::Run { config } => {
             init_logging("info,rumqttd=warn");

@@ -11,6 +11,7 @@ pub mod check;
 pub mod demo;
 pub mod pki;
 pub mod probe;
+pub mod spool_cmd;
 pub mod watchdog;
 
 use std::sync::Arc;

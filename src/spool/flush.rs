@@ -370,7 +370,7 @@ impl Spool {
                 }
                 let before = self.origin.len();
                 let started = Instant::now();
-                match store.compact() {
+                match store.compact(now_ms()) {
                     Ok(_) => {
                         let after = self.origin.len();
                         tracing::info!(before, after, took = ?started.elapsed(), "spool compacted after its backlog drained");

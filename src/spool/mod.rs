@@ -63,11 +63,15 @@
 //!   what they cannot read is announced as a `damaged` gap. [`scan`] is the only other module
 //!   that imports redb, and runs only in those children.
 //! - A spool held by another process is a fatal error: two gateways must not share one.
+//! - An operator looks inside with `plantgate spool stats|export|verify` ([`forensics`]): a
+//!   child reads the file through [`store::inspect`] (read-only descriptor, redb's writes kept
+//!   in memory, locks that a running gateway's refuse), so it never changes the file.
 //! - Tests and tools can keep a spool on any redb storage backend
 //!   ([`Spool::open_with_backend`]): `tests/power_loss.rs` cuts the power on one at random
 //!   moments and checks every promise above after each cut.
 
 mod flush;
+pub mod forensics;
 pub mod head;
 mod helper;
 pub mod numbers;
