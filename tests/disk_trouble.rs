@@ -334,7 +334,8 @@ async fn a_spool_filesystem_remounted_read_only_shows_at_once_and_a_stop_still_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_spool_filesystem_shows_within_seconds_and_thawing_loses_nothing() {
-    let mut s = setup("platform-frozen", 2, 200).await;
+    // 10 controllers every 100 ms: the freeze outlasts the numbers reserved before it.
+    let mut s = setup("platform-frozen", 10, 100).await;
     let log = s.dir.path().join("gateway.log");
     let cfg = common::config(&std::fs::read_to_string(&s.config).unwrap());
     let first = next_seq(&cfg);
@@ -361,7 +362,35 @@ async fn a_frozen_spool_filesystem_shows_within_seconds_and_thawing_loses_nothin
     );
     let polls = |api: &serde_json::Value| api["buses"][0]["devices"][0]["polls"].as_u64().unwrap();
     let before = polls(&api);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The reservation of more numbers hangs too: readings are dropped once the numbers run
+    // low, polling goes on, and an alarm raised now is still numbered (the uplink's reads wait
+    // behind the hung write: it is delivered after the thaw).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = get(&s, "/metrics").await;
+        if metric(&m, "plantgate_spool_uncaptured_readings_total").unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reserved numbers never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    s._sim[2].set_concentration(4, 450);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, m) = get(&s, "/metrics").await;
+        let high = "plantgate_poll_alarm_events_total{level=\"high\"}";
+        if metric(&m, high).unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alarm was not raised while frozen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (_, later) = get(&s, "/api/status").await;
     let later: serde_json::Value = serde_json::from_str(&later).unwrap();
     assert!(
@@ -376,6 +405,17 @@ async fn a_frozen_spool_filesystem_shows_within_seconds_and_thawing_loses_nothin
     println!("thawed: ready again after {:?}", thawed.elapsed());
     assert_eq!(trouble_seconds(&s).await, 0.0);
 
+    wait_for(
+        &s.platform,
+        Duration::from_secs(30),
+        "the alarm raised while the disk was frozen",
+        |p| {
+            p.alarms
+                .iter()
+                .any(|a| a["dev"] == "gas-3" && a["level"] == "high")
+        },
+    )
+    .await;
     let (took, status) = stop(&mut gw);
     assert!(status.success(), "{status}");
     assert!(took < Duration::from_secs(10), "stop took {took:?}");
@@ -384,6 +424,7 @@ async fn a_frozen_spool_filesystem_shows_within_seconds_and_thawing_loses_nothin
         &s.platform,
         Duration::from_secs(30),
         "every record of the run",
+        // readings dropped for want of numbers were never numbered: nothing numbered is missing
         |p| p.missing(first..next).is_empty(),
     )
     .await;

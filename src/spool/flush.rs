@@ -220,11 +220,19 @@ impl Spool {
         // Being reopened after a failure: that failure is what the status shows.
         let store = self.store()?;
         let started = now_ms();
-        self.state.update(|s| s.write_started_ms = Some(started));
+        self.state.update(|s| {
+            // A commit and a reservation may overlap (redb runs one after the other): the
+            // oldest start counts until both have ended.
+            s.writes_in_flight += 1;
+            s.write_started_ms.get_or_insert(started);
+        });
         let result = write(&store);
         let ended = now_ms();
         let failed_since = self.state.update(|s| {
-            s.write_started_ms = None;
+            s.writes_in_flight = s.writes_in_flight.saturating_sub(1);
+            if s.writes_in_flight == 0 {
+                s.write_started_ms = None;
+            }
             match &result {
                 Ok(_) => {
                     s.last_error = None;

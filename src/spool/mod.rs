@@ -156,6 +156,8 @@ pub struct Spool {
     uncaptured_said: Mutex<Option<Instant>>,
     /// Reads were served from the head alone because the store could not be read.
     partial_reads: std::sync::atomic::AtomicBool,
+    /// A read of the store succeeded after partial ones.
+    reads_healed: std::sync::atomic::AtomicBool,
     /// When the last "spool full" line was logged, and the readings evicted since.
     evictions_said: Mutex<(Option<Instant>, u64)>,
 }
@@ -285,7 +287,14 @@ impl Spool {
     /// Whether readings can no longer be taken in: the disk refuses commits and the head holds
     /// [`HEAD_FAILING_MAX`] readings that neither it nor the broker has taken. Alarms still are.
     pub fn refuses_readings(&self) -> bool {
-        self.failing.load(Ordering::Relaxed) && lock(&self.head).readings() >= HEAD_FAILING_MAX
+        (self.failing.load(Ordering::Relaxed) || self.disk_hangs())
+            && lock(&self.head).readings() >= HEAD_FAILING_MAX
+    }
+
+    /// A durable write has not returned for a second: the disk hangs (frozen, dying). Reads
+    /// then keep off the store, which may wait behind that write.
+    pub(crate) fn disk_hangs(&self) -> bool {
+        self.state.write_running_for(1000, crate::record::now_ms())
     }
 
     /// Readings of a poll that could not be numbered (the disk refuses commits and
@@ -335,7 +344,9 @@ impl Spool {
                     .collect(),
             )
         };
-        if readings.is_empty() && alarms.is_empty() && gaps.is_empty() {
+        // While a write hangs, a delete would wait behind it and hold up every later
+        // acknowledgement of records in memory: stored ones are then left to be sent again.
+        if (readings.is_empty() && alarms.is_empty() && gaps.is_empty()) || self.disk_hangs() {
             self.state
                 .update(|s| s.head_readings = lock(&self.head).readings() as u64);
             return Ok(());

@@ -80,6 +80,7 @@ impl Spool {
             failing: Default::default(),
             evictions_said: Default::default(),
             partial_reads: Default::default(),
+            reads_healed: Default::default(),
             uncaptured_said: Default::default(),
             settled: Mutex::new((Instant::now(), start.next())),
             last_compaction: Mutex::new(None),

@@ -76,12 +76,25 @@ impl Spool {
     }
 
     /// The store's rows, or none when it cannot be read (being reopened after an I/O error, a
-    /// read-only or failing disk): the head alone still holds everything captured since, so live
+    /// read-only or failing disk) or should not be (a write hangs, and a read could wait behind
+    /// it): the head alone still holds everything captured since, so live
     /// records keep flowing. Such reads are partial: [`Spool::partial_reads_healed`] tells the
     /// reader to start again from the beginning once the store is back.
     fn stored_rows<T>(&self, read: impl FnOnce(&Store) -> Result<Vec<T>, StoreError>) -> Vec<T> {
-        match self.store().and_then(|s| read(&s)) {
-            Ok(rows) => rows,
+        let rows = if self.disk_hangs() {
+            Err(StoreError::Io(
+                "a spool write hangs; reading from memory".into(),
+            ))
+        } else {
+            self.store().and_then(|s| read(&s))
+        };
+        match rows {
+            Ok(rows) => {
+                if self.partial_reads.swap(false, Ordering::Relaxed) {
+                    self.reads_healed.store(true, Ordering::Relaxed);
+                }
+                rows
+            }
             Err(e) => {
                 if !self.partial_reads.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "the spool's store cannot be read: sending what is in memory only");
@@ -91,13 +104,11 @@ impl Spool {
         }
     }
 
-    /// Whether reads were served from memory alone while the store could not be read, and the
-    /// store is back: the reader's cursors may have passed stored records, so it should read
-    /// from the beginning again (the uplink starts a new session). Clears the mark.
+    /// Whether reads were served from memory alone while the store could not be read, and a
+    /// read of the store has succeeded since: the reader's cursors may have passed stored
+    /// records, so it should read from the beginning again. Clears the mark.
     pub fn partial_reads_healed(&self) -> bool {
-        self.partial_reads.load(Ordering::Relaxed)
-            && self.store().is_ok()
-            && self.partial_reads.swap(false, Ordering::Relaxed)
+        self.reads_healed.swap(false, Ordering::Relaxed)
     }
 
     fn discard_undecodable(&self, readings: &[u64], alarms: &[u64], e: &codec::DecodeError) {

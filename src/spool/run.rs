@@ -37,6 +37,7 @@ pub async fn run_appender(
     let mut open = true;
     let mut failures = 0u64;
     let mut said: Option<Instant> = None;
+    let mut reservation = Reservation::default();
     while open || flush.is_some() {
         let due = next_flush(&spool, retry_at);
         tokio::select! {
@@ -70,7 +71,7 @@ pub async fn run_appender(
                 }
             }
             p = input.recv(), if open && !spool.head_full() => match p {
-                Some(p) => capture(&spool, &p, &tap).await,
+                Some(p) => capture(&spool, &p, &tap, &mut reservation).await,
                 None => open = false,
             },
             () = sleep_until(due.unwrap_or_else(far)), if flush.is_none() && due.is_some() => {}
@@ -109,27 +110,89 @@ fn far() -> Instant {
 /// low, readings are dropped (counted) so that alarm transitions can still be numbered and sent.
 pub const ALARM_NUMBERS: u64 = 2048;
 
-async fn capture(spool: &Arc<Spool>, p: &DevicePoll, tap: &broadcast::Sender<Arc<Stored>>) {
+/// A reservation still running after this counts as refused (the disk hangs): capture does not
+/// wait for it, and the numbers kept for alarms apply.
+const RESERVE_HANGS_AFTER: Duration = Duration::from_secs(1);
+
+/// The reservation of the next block of numbers, which runs beside capture: capture never waits
+/// for a disk that hangs.
+#[derive(Default)]
+struct Reservation {
+    task: Option<(JoinHandle<Result<(), StoreError>>, Instant)>,
+    /// The last reservation failed (the disk refuses writes).
+    refused: bool,
+    /// When the store was last reopened from here, while reservations failed.
+    recovered_at: Option<Instant>,
+}
+
+impl Reservation {
+    /// Collects a finished reservation, and starts one when the numbers run low.
+    async fn tend(&mut self, spool: &Arc<Spool>, need: u64) {
+        if self.task.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+            self.wait(Duration::ZERO, spool).await;
+        }
+        if self.task.is_none() && spool.needs_reserve(need) {
+            let s = spool.clone();
+            let task = tokio::task::spawn_blocking(move || s.reserve(need));
+            self.task = Some((task, Instant::now()));
+        }
+    }
+
+    /// Refused, or hanging: capture must do with the numbers it has.
+    fn stuck(&self) -> bool {
+        self.refused
+            || self
+                .task
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= RESERVE_HANGS_AFTER)
+    }
+
+    /// Waits up to `max` for the running reservation and notes how it went.
+    async fn wait(&mut self, max: Duration, spool: &Arc<Spool>) {
+        let Some((task, _)) = self.task.as_mut() else {
+            tokio::time::sleep(max).await;
+            return;
+        };
+        let Ok(done) = tokio::time::timeout(max, task).await else {
+            return;
+        };
+        self.task = None;
+        match done {
+            Ok(Ok(())) => self.refused = false,
+            Ok(Err(e)) => {
+                self.refused = true;
+                spool.count_append_error();
+                tracing::debug!(error = %e, "cannot reserve sequence numbers; retrying");
+                // The spool's task is held here while alarms wait for numbers: reopen the store
+                // now and then, or a disk that comes back would never be used again.
+                if self
+                    .recovered_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                {
+                    self.recovered_at = Some(Instant::now());
+                    let s = spool.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.recover()).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reservation task failed"),
+        }
+    }
+}
+
+async fn capture(
+    spool: &Arc<Spool>,
+    p: &DevicePoll,
+    tap: &broadcast::Sender<Arc<Stored>>,
+    reservation: &mut Reservation,
+) {
     let need = (p.samples.len() + p.alarms.len()) as u64;
     // Set once this poll's readings are dropped: then only its alarms are left to number.
     let mut alarms_only: Option<DevicePoll> = None;
     loop {
-        let mut refused = false;
-        if spool.needs_reserve(need) {
-            let s = spool.clone();
-            match tokio::task::spawn_blocking(move || s.reserve(need)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    refused = true;
-                    spool.count_append_error();
-                    tracing::debug!(error = %e, "cannot reserve sequence numbers; retrying");
-                }
-                Err(e) => tracing::error!(error = %e, "reservation task failed"),
-            }
-        }
+        reservation.tend(spool, need).await;
         // The head is full of readings neither the disk nor the broker took: no more readings.
         let full = spool.refuses_readings() && alarms_only.is_none();
-        let degraded = refused || full;
+        let degraded = reservation.stuck() || full;
         let keep = if degraded && alarms_only.is_none() {
             ALARM_NUMBERS
         } else {
@@ -142,8 +205,9 @@ async fn capture(spool: &Arc<Spool>, p: &DevicePoll, tap: &broadcast::Sender<Arc
             }
         }
         if degraded && alarms_only.is_none() {
-            // Nothing is numbered without a durable reservation, and the disk refuses one: the
-            // readings go (counted, on the page), the alarms wait for the numbers kept for them.
+            // Nothing is numbered without a durable reservation, and the disk refuses or hangs:
+            // the readings go (counted, on the page), the alarms wait for the numbers kept for
+            // them.
             spool.count_uncaptured(p.samples.len());
             if p.alarms.is_empty() {
                 return;
@@ -155,8 +219,8 @@ async fn capture(spool: &Arc<Spool>, p: &DevicePoll, tap: &broadcast::Sender<Arc
             });
             continue;
         }
-        // Not reserved (the reservation failed): wait a little and try again. Nothing is
+        // Short of numbers while the reservation runs: wait for it a little. Nothing is
         // numbered without a durable reservation.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        reservation.wait(Duration::from_millis(200), spool).await;
     }
 }

@@ -47,6 +47,8 @@ pub struct SpoolStatus {
     /// The durable write running now (commit or reservation), if any: when it started. A disk
     /// that hangs (frozen, dying) shows as a write that does not end.
     pub write_started_ms: Option<i64>,
+    /// Durable writes running now (a commit and a reservation can overlap).
+    pub writes_in_flight: u32,
     /// Since when durable writes fail (disk full, read-only, I/O errors), while they do.
     pub failing_since_ms: Option<i64>,
     /// The last durable write's error, while writes fail.
@@ -114,6 +116,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SpoolState {
     pub fn get(&self) -> SpoolStatus {
         lock(&self.0).clone()
+    }
+
+    /// Whether a durable write has been running for at least `ms` at `now_ms`.
+    pub fn write_running_for(&self, ms: i64, now_ms: i64) -> bool {
+        lock(&self.0)
+            .write_started_ms
+            .is_some_and(|t| now_ms - t >= ms)
     }
 
     pub(super) fn update<R>(&self, f: impl FnOnce(&mut SpoolStatus) -> R) -> R {

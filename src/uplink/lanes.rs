@@ -33,10 +33,13 @@ impl Uplink {
         lanes: &mut Lanes,
     ) -> Result<(), UplinkError> {
         if self.spool.partial_reads_healed() {
-            // Our cursors may have passed records the store held while it could not be read.
-            return Err(UplinkError::Spool(StoreError::Io(
-                "the spool's store can be read again: a new session sends what it holds".into(),
-            )));
+            // While the store could not be read, the cursors may have passed records it held:
+            // read every lane from its start again (what is in flight may go twice, with the
+            // same number and payload).
+            lanes.alarm_from = 0;
+            lanes.gaps_sent.clear();
+            lanes.live_from = lanes.live_mark;
+            lanes.backlog_from = 0;
         }
         while window.can_send() {
             let fmt = self.cfg.format;

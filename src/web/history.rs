@@ -85,7 +85,7 @@ pub struct Alarms<'a> {
     /// True when this is the whole log (`since` was absent or newer than anything logged).
     full: bool,
     /// Tap batches the log missed: events in them are not shown.
-    lagged: u64,
+    pub lagged: u64,
     /// Oldest first.
     events: Vec<Event<'a>>,
 }

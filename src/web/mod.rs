@@ -224,7 +224,8 @@ async fn api_alarms(
 ) -> Response {
     let book = trend::lock(&s.book);
     let a = history::alarms(&book, q.since);
-    tagged(&headers, &a.newest.to_string(), || {
+    // The tag changes with a new event and with a new count of missed ones.
+    tagged(&headers, &format!("{}-{}", a.newest, a.lagged), || {
         axum::Json(&a).into_response()
     })
 }

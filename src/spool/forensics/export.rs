@@ -39,11 +39,12 @@ pub fn export(
     let mut done = Exported::default();
     let mut from = 0;
     let mut died = None;
+    let mut finished = false;
     for _ in 0..MAX_RESUMES {
         match export_from(exe, path, (gw, from), out, &mut done) {
-            Err(Failure::Damaged {
-                detail, died: true, ..
-            }) => {
+            // A reader that died at a damaged page, or one that got a read error (an unreadable
+            // sector): resume past it either way.
+            Err(Failure::Damaged { detail, .. }) => {
                 let after = done.last.as_deref().and_then(key).map_or(from, |k| k + 1);
                 died = Some(detail);
                 match readable_end(exe, path).filter(|b| *b > after) {
@@ -53,14 +54,22 @@ pub fn export(
                     }
                     None => {
                         done.skipped.push((after, Seq::MAX));
+                        finished = true;
                         break;
                     }
                 }
             }
             Ok(()) if died.is_none() => return (done, Ok(())),
-            Ok(()) => break,
+            Ok(()) => {
+                finished = true;
+                break;
+            }
             Err(e) => return (done, Err(e)),
         }
+    }
+    if !finished {
+        // Out of resumes: everything from the last resume point on is left out, and named.
+        done.skipped.push((from, Seq::MAX));
     }
     let ranges: Vec<String> = done
         .skipped
