@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod codec;
+mod decode;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
