@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod codec;
+mod config;
 mod decode;
 
 use std::alloc::{GlobalAlloc, Layout, System};
