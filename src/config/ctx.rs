@@ -44,7 +44,7 @@ impl<'a> Ctx<'a> {
         self.problems.push(Problem {
             line,
             path: path.into(),
-            message: message.into(),
+            message: one_line(message.into()),
         });
     }
 
@@ -59,9 +59,27 @@ impl<'a> Ctx<'a> {
         self.warnings.push(Problem {
             line,
             path: path.into(),
-            message: message.into(),
+            message: one_line(message.into()),
         });
     }
+}
+
+/// A message that quotes the file's value stays on its own line of the report: a newline or
+/// a terminal escape in the value is shown escaped (`\n`, `\u{1b}`), never printed.
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = match c.is_control() {
+                true => c.escape_default().collect(),
+                false => vec![c],
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// `s` as a message shows it: control characters escaped, cut after 40 characters.
@@ -163,6 +181,16 @@ mod tests {
         assert_eq!(lines, [Some(1), Some(2), Some(4), Some(4)]);
         assert_eq!(cx.problems[1].path, "b");
         assert_eq!(cx.problems[1].message, "second");
+    }
+
+    #[test]
+    fn a_value_with_a_newline_or_an_escape_stays_on_its_problems_line() {
+        // found by fuzzing: table = '''\nx\n''' printed its newlines into the report
+        let mut cx = Ctx::new("x");
+        cx.err(0..1, "t", "\"\nx\n\": expected \"holding\"");
+        cx.warn(0..1, "w", "\u{1b}[31mred");
+        assert_eq!(cx.problems[0].message, "\"\\nx\\n\": expected \"holding\"");
+        assert_eq!(cx.warnings[0].message, "\\u{1b}[31mred");
     }
 
     #[test]

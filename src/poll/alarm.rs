@@ -4,8 +4,13 @@
 //! Owns when a point changes level and when a warning starts or ends. Pure: must never read a
 //! clock or the line (time is the samples' capture time), so every rule is unit-tested here.
 //!
+//! Time differences saturate: a capture clock set to either end of i64 gives odd timing, never
+//! a panic.
+//!
 //! Rules, in the spirit of ISA-18.2:
 //! - A failed read changes nothing: the level stands (no false clear) and no timer restarts.
+//!   Nor does a value that is no number (NaN, infinity): the decoder makes those a bad value,
+//!   and one that reached this machine anyway must be neither an alarm nor a clear.
 //! - After a start, each alarm point reports its level once with `prev: unknown`; a limit still
 //!   inside its on-delay then is not reported as `normal` first: the first report waits for it.
 //! - A limit raises once the value has been beyond it (strictly) for `alarm_delay_ms`; a shorter
@@ -84,7 +89,7 @@ impl PointAlarm {
 
     /// Feeds one sample; returns the level change and warnings it causes, in that order.
     pub fn update(&mut self, map: &AlarmMap, s: &Sample) -> Vec<AlarmChange> {
-        let Some(value) = s.value else {
+        let Some(value) = s.value.filter(|v| v.as_f64().is_finite()) else {
             return Vec::new(); // a failed read: the level stands, its quality says why
         };
         let mut out = Vec::new();
@@ -123,7 +128,7 @@ impl PointAlarm {
                 }
             } else if lim.is_beyond(v, 0.0) {
                 let since = *st.beyond_since.get_or_insert(t);
-                st.holds = t - since >= delay;
+                st.holds = t.saturating_sub(since) >= delay;
                 pending |= !st.holds;
             } else {
                 st.beyond_since = None; // the excursion ended inside its delay: nothing raised
@@ -159,22 +164,22 @@ impl Rise {
         if self
             .history
             .back()
-            .is_none_or(|&(t0, _)| t - t0 >= RISE_STEP_MS)
+            .is_none_or(|&(t0, _)| t.saturating_sub(t0) >= RISE_STEP_MS)
         {
             self.history.push_back((t, v));
         }
         while self
             .history
             .front()
-            .is_some_and(|&(t0, _)| t0 < t - RISE_WINDOW_MS)
+            .is_some_and(|&(t0, _)| t0 < t.saturating_sub(RISE_WINDOW_MS))
         {
             self.history.pop_front();
         }
         let &(t0, v0) = self.history.front()?;
-        if t - t0 < RISE_MIN_SPAN_MS {
+        if t.saturating_sub(t0) < RISE_MIN_SPAN_MS {
             return None;
         }
-        let per_min = (v - v0) / ((t - t0) as f64 / 60_000.0);
+        let per_min = (v - v0) / (t.saturating_sub(t0) as f64 / 60_000.0);
         let on = if self.on {
             per_min >= limit / 2.0
         } else {
@@ -208,7 +213,7 @@ impl Stuck {
             }
         } else if moved(v0, 1.0) {
             self.since = Some((t, v));
-        } else if t - t0 >= after {
+        } else if t.saturating_sub(t0) >= after {
             self.on = true;
             return Some(true);
         }

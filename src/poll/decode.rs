@@ -8,8 +8,12 @@ use crate::record::decimal::decimals;
 use crate::record::Value;
 
 /// Decodes a register point from exactly `point.width()` words; `None` when the result is not a
-/// number (an f32 NaN or infinity, or scale and offset that overflow): never a good value.
+/// number (an f32 NaN or infinity, or scale and offset that overflow): never a good value. Any
+/// other number of words is `None` too, never a panic (the transport refuses such replies).
 pub fn decode_words(point: &Point, words: &[u16]) -> Option<Value> {
+    if words.len() != usize::from(point.width()) {
+        return None;
+    }
     let v = decode_raw(point, words);
     match v {
         Value::Float(f) if !f.is_finite() => None,
@@ -148,6 +152,16 @@ mod tests {
             decode_words(&scaled, &[0x4148, 0x0000]),
             Some(Value::Float(26.0))
         );
+    }
+
+    #[test]
+    fn the_wrong_number_of_words_is_no_value() {
+        let f = point(Kind::F32, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&f, &[0x4148]), None);
+        assert_eq!(decode_words(&f, &[]), None);
+        let u = point(Kind::U16, WordOrder::Big, 1.0, 0.0);
+        assert_eq!(decode_words(&u, &[1, 2]), None);
+        assert_eq!(decode_words(&u, &[1]), Some(Value::Int(1)));
     }
 
     #[test]

@@ -303,9 +303,11 @@ fn channels(
     template: Point,
     out: &mut Vec<Placed>,
 ) {
-    let width = i64::from(template.kind.width());
+    // In i128: an address or stride near i64::MAX must be refused, not overflow (a release
+    // build wrapped `i64::MAX + 1` below 65535 and accepted the point at address 65535).
+    let width = i128::from(template.kind.width());
     for k in 0..repeat.clamp(1, 1000) {
-        let address = f.address.get_ref() + k * stride;
+        let address = i128::from(*f.address.get_ref()) + i128::from(k) * i128::from(stride);
         let end = address + width - 1;
         if address < 0 || end > 65_535 {
             cx.err(

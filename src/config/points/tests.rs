@@ -330,6 +330,34 @@ fn every_channel_is_inside_the_table() {
 }
 
 #[test]
+fn an_address_or_stride_near_i64_max_is_refused_not_wrapped() {
+    // address + width once overflowed: a panic in debug, and in release a wrap below 65535
+    // that accepted the point at 65535
+    let max = with(&point(
+        "p",
+        "holding",
+        i64::MAX,
+        "u32",
+        "word_order = \"big\"\n",
+    ));
+    assert_eq!(
+        refused(&max),
+        ["8: device[0].point[0].address: 9223372036854775808 is outside 0..=65535"]
+    );
+    let stride = with(&point(
+        "ch{n}",
+        "input",
+        0,
+        "u16",
+        "repeat = 3\nstride = 9223372036854775807\n",
+    ));
+    assert_eq!(
+        refused(&stride),
+        ["8: device[0].point[0].address: channel 2 at 9223372036854775807 is outside 0..=65535"]
+    );
+}
+
+#[test]
 fn each_channels_name_is_plain() {
     let text = with(&point("ch {n}", "input", 0, "u16", "repeat = 2\n"));
     assert_eq!(

@@ -303,3 +303,45 @@ fn changes_follow_the_points_and_skip_plain_values() {
     // a poll that did not read the point (the alarm points alone) changes nothing
     assert!(changes(&points, &mut states, &[None, None]).is_empty());
 }
+
+#[test]
+fn a_value_that_is_no_number_is_neither_an_alarm_nor_a_clear() {
+    // as a status code NaN would read as an unmapped code (fault); as a limit, inf is above all
+    let codes = AlarmMap::Codes([(0, Normal)].into_iter().collect());
+    let mut st = PointAlarm::default();
+    let got = run(&mut st, &codes, [(0, Some(0.0)), (1, Some(f64::NAN))]);
+    assert_eq!(levels(&got), [(Unknown, Normal)]);
+    let mut st = PointAlarm::default();
+    let got = run(
+        &mut st,
+        &tank(0.0, 0),
+        [
+            (0, Some(9.6)),
+            (1, Some(f64::NAN)),
+            (2, Some(f64::INFINITY)),
+        ],
+    );
+    assert_eq!(levels(&got), [(Unknown, HiHi)]);
+    assert_eq!(st.level(), Some(HiHi));
+}
+
+#[test]
+fn a_clock_at_either_end_of_i64_does_not_panic() {
+    let map = warnings(Some(1.0), Some(1));
+    let mut st = PointAlarm::default();
+    let feed = [
+        (i64::MIN, Some(1.0)),
+        (i64::MAX, Some(1.0)),
+        (i64::MIN, Some(5.0)),
+    ];
+    let got = run(&mut st, &map, feed);
+    // i64::MAX - i64::MIN saturates: far past stuck_after_s and the rise window
+    assert_eq!(got[1], (i64::MAX, Normal, Warning, Some(Warn::Stuck)));
+    let mut st = PointAlarm::default();
+    let got = run(
+        &mut st,
+        &tank(0.0, 2000),
+        [(i64::MIN, Some(9.2)), (i64::MAX, Some(9.2))],
+    );
+    assert_eq!(levels(&got), [(Unknown, Hi)]);
+}

@@ -15,8 +15,13 @@
 //!          10 warning (codes are only ever appended)
 //! warn   = 0 rise, 1 stuck; absent (an 8-element alarm, as older builds wrote) for no warning
 //! ```
-//! Timestamps inside a batch are deltas from `ts0`; sequence numbers are not stored at all: a
-//! batch's readings are numbered from the store key, so a buffered reading costs ~20 bytes.
+//! Timestamps inside a batch are deltas from `ts0` (modulo 2^64, so every i64 round-trips);
+//! sequence numbers are not stored at all: a batch's readings are numbered from the store key,
+//! so a buffered reading costs ~20 bytes.
+//!
+//! Decoding trusts nothing in the bytes (a disk can damage any of them): every length prefix is
+//! checked against the bytes that follow before anything is allocated for it, and no input makes
+//! it panic (`tests/fuzz/` feeds it arbitrary and damaged entries).
 
 use std::sync::Arc;
 
@@ -167,11 +172,27 @@ fn encode_samples<'a>(
         let _ = e
             .array(4)
             .and_then(|e| e.str(&s.point))
-            .and_then(|e| e.i64(s.ts_ms - ts0));
+            .and_then(|e| e.i64(s.ts_ms.wrapping_sub(ts0)));
         put_value(&mut e, s.value);
         let _ = e.u16(quality_code(s.quality));
     }
     e.into_writer()
+}
+
+/// The smallest encoded reading: `[pt, dts, v, q]` with one byte each.
+const MIN_READING_BYTES: u64 = 5;
+
+/// The batch's count of readings, refused when the bytes left could not hold that many: a
+/// damaged count must not become a huge allocation, loop or number of readings pending.
+fn reading_count(d: &mut Decoder<'_>, bytes: &[u8]) -> Result<u64, DecodeError> {
+    let n = expect_array(d, "batch readings")?;
+    let left = bytes.len().saturating_sub(d.position()) as u64;
+    if n > left / MIN_READING_BYTES {
+        return Err(DecodeError(format!(
+            "batch claims {n} readings in {left} bytes"
+        )));
+    }
+    Ok(n)
 }
 
 /// Number of readings in a stored batch, without decoding them.
@@ -181,7 +202,7 @@ pub fn batch_len(bytes: &[u8]) -> Result<u64, DecodeError> {
     expect_version(&mut d)?;
     d.skip()?;
     d.skip()?;
-    expect_array(&mut d, "batch readings")
+    reading_count(&mut d, bytes)
 }
 
 /// Decodes a stored batch whose first reading has sequence number `first`.
@@ -191,12 +212,17 @@ pub fn decode_batch(first: Seq, bytes: &[u8]) -> Result<Vec<Reading>, DecodeErro
     expect_version(&mut d)?;
     let device: Arc<str> = Arc::from(d.str()?);
     let ts0 = d.i64()?;
-    let n = expect_array(&mut d, "batch readings")?;
+    let n = reading_count(&mut d, bytes)?;
+    if n > 0 && first.checked_add(n - 1).is_none() {
+        return Err(DecodeError(format!(
+            "{n} readings from {first} run past the last sequence number"
+        )));
+    }
     let mut out = Vec::with_capacity(n.min(4096) as usize);
     for i in 0..n {
         expect_array(&mut d, "reading")?;
         let point = Arc::from(d.str()?);
-        let ts_ms = ts0 + d.i64()?;
+        let ts_ms = ts0.wrapping_add(d.i64()?);
         let value = get_value(&mut d)?;
         let quality = quality_from(d.u16()?)?;
         out.push(Reading {

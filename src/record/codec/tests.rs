@@ -190,3 +190,33 @@ fn garbage_and_future_versions_are_errors_not_panics() {
         .contains("version 2"));
     assert!(decode_alarm(1, &[0x88, 0x01]).is_err());
 }
+
+#[test]
+fn a_damaged_count_is_refused_before_anything_trusts_it() {
+    // [1, "d", 0, [<2^60 readings>]]: 13 bytes cannot hold 2^60 readings of 5 bytes or more
+    let mut b = vec![0x84, 0x01, 0x61, b'd', 0x00, 0x9b];
+    b.extend_from_slice(&(1u64 << 60).to_be_bytes());
+    assert_eq!(
+        batch_len(&b).unwrap_err().to_string(),
+        "stored record is unreadable: batch claims 1152921504606846976 readings in 0 bytes"
+    );
+    assert!(decode_batch(1, &b).is_err());
+    // one reading numbered past u64::MAX
+    let one = encode_batch("d", &[s("p", 0, None, Quality::Timeout)]);
+    assert_eq!(batch_len(&one).unwrap(), 1);
+    assert!(decode_batch(u64::MAX, &one).is_ok());
+    let two = encode_batch("d", &vec![s("p", 0, None, Quality::Timeout); 2]);
+    assert!(decode_batch(u64::MAX, &two).is_err());
+}
+
+#[test]
+fn timestamps_at_the_ends_of_i64_round_trip() {
+    // the delta from ts0 wraps both ways, as the release build computed it anyway
+    let samples = [
+        s("a", i64::MIN, None, Quality::Timeout),
+        s("b", i64::MAX, None, Quality::Timeout),
+    ];
+    let back = decode_batch(0, &encode_batch("d", &samples)).unwrap();
+    let ts: Vec<i64> = back.iter().map(|r| r.sample.ts_ms).collect();
+    assert_eq!(ts, [i64::MIN, i64::MAX]);
+}
