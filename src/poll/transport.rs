@@ -6,6 +6,8 @@
 //! or decide what to poll: it reads what it is asked and says precisely how a read failed.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{sleep_until, timeout, Instant};
@@ -41,9 +43,9 @@ pub enum ReadError {
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// An open line.
+/// An open line. On RTU with the count of bytes received (see [`super::heard`]).
 enum Conn {
-    Rtu(Context),
+    Rtu(Context, Arc<AtomicU64>),
     Tcp(super::tcp::TcpClient),
 }
 
@@ -101,7 +103,7 @@ impl Line {
             sleep_until(at).await;
         }
         let opened = match &self.link {
-            Link::Rtu(r) => open_rtu(r).map(Conn::Rtu),
+            Link::Rtu(r) => open_rtu(r).map(|(c, heard)| Conn::Rtu(c, heard)),
             Link::Tcp { address } => match timeout(
                 self.timeout.max(Duration::from_secs(1)),
                 tokio::net::TcpStream::connect(address.as_str()),
@@ -154,15 +156,36 @@ impl Line {
             None => self.open().await?,
         };
         wait_until(self.idle_since + self.gap + self.turnaround).await;
+        let mut garbled = false;
         let result = match &mut ctx {
-            Conn::Rtu(c) => timeout(self.timeout, rtu_read(c, unit, table, start, count)).await,
+            Conn::Rtu(c, heard) => {
+                let before = heard.load(Ordering::Relaxed);
+                let r = timeout(self.timeout, rtu_read(c, unit, table, start, count)).await;
+                // Bytes came but no frame: garbage or a broken CRC, not silence. More of it may
+                // still be on its way, so the line keeps quiet as long again (as after a timeout).
+                match heard.load(Ordering::Relaxed) - before {
+                    n if n > 0 && r.is_err() => {
+                        garbled = true;
+                        Ok(Err(ReadError::BadFrame(format!(
+                            "{n} bytes within {:?} made no valid frame",
+                            self.timeout
+                        ))))
+                    }
+                    _ => r,
+                }
+            }
             Conn::Tcp(c) => {
                 let r = timeout(self.timeout, c.read(unit, table, start, count)).await;
                 self.discarded += c.take_discarded();
                 r
             }
         };
-        self.idle_since = Instant::now();
+        self.idle_since = Instant::now()
+            + if garbled {
+                self.timeout
+            } else {
+                Duration::ZERO
+            };
         let outcome = result.unwrap_or(Err(ReadError::Timeout(self.timeout)));
         match &outcome {
             // A reply of the wrong size is wrong data: never pass it on as good.
@@ -254,7 +277,7 @@ fn truncate(mut bits: Vec<bool>, count: u16) -> Vec<bool> {
     bits
 }
 
-fn open_rtu(r: &Rtu) -> io::Result<Context> {
+fn open_rtu(r: &Rtu) -> io::Result<(Context, Arc<AtomicU64>)> {
     use tokio_serial::{DataBits, SerialPort, SerialPortBuilderExt, StopBits};
     let parity = match r.parity {
         Parity::None => tokio_serial::Parity::None,
@@ -280,7 +303,8 @@ fn open_rtu(r: &Rtu) -> io::Result<Context> {
     }
     // Whatever sits in the input queue belongs to an earlier exchange.
     let _ = stream.clear(tokio_serial::ClearBuffer::Input);
-    Ok(tokio_modbus::client::rtu::attach(stream))
+    let (stream, heard) = super::heard::Heard::new(stream);
+    Ok((tokio_modbus::client::rtu::attach(stream), heard))
 }
 
 #[cfg(test)]
