@@ -650,3 +650,105 @@ async fn with_a_login_set_only_clients_that_give_it_are_served() {
     );
     running.shutdown().await;
 }
+
+/// Nothing secret reaches the logs, at the most verbose level: not the local broker's
+/// password, not a wrong one a LAN client tried, not a line of the gateway's private key. The
+/// real binary runs with `RUST_LOG=trace`, its uplink on mTLS and LAN clients logging in
+/// rightly and wrongly; all it writes to stdout and stderr is searched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_or_key_material_in_the_logs_even_at_trace() {
+    use rumqttc::QoS;
+    const PASSWORD: &str = "correct horse 8f3a";
+    const GUESS: &str = "battery staple 77c1";
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = rumqttd(&pki);
+    let (sim, _c) = simulators(1).await;
+    let port = free_port();
+    let mut text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &pki.upstream(broker, ""),
+    );
+    text.push_str(&format!(
+        "[local_broker]\nlisten = \"127.0.0.1:{port}\"\ntopic_prefix = \"plant/a\"\nusername = \"hmi\"\npassword = \"{PASSWORD}\"\n"
+    ));
+    let path = dir.path().join("plantgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = std::fs::File::create(dir.path().join("out.log")).unwrap();
+    let err = std::fs::File::create(dir.path().join("err.log")).unwrap();
+    let mut gw = Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_plantgate"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "trace")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no local broker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (id, pass) in [("wrong", GUESS), ("hmi", PASSWORD)] {
+        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_credentials("hmi", pass);
+        let (client, mut events) = rumqttc::AsyncClient::new(opts, 16);
+        client
+            .subscribe("plant/a/#", QoS::AtMostOnce)
+            .await
+            .unwrap();
+        let (got, _) = drain(
+            &mut events,
+            tokio::time::Instant::now() + Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(!got.is_empty(), pass == PASSWORD, "{id}");
+    }
+    // and the uplink delivered (so its TLS handshakes are in the log too)
+    let log = || {
+        std::fs::read_to_string(dir.path().join("out.log")).unwrap()
+            + &std::fs::read_to_string(dir.path().join("err.log")).unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !log().contains("uplink connected") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no uplink in the log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gw.terminate().success());
+
+    let log = log();
+    assert!(
+        log.lines().count() > 100,
+        "too little logged to judge:\n{log}"
+    );
+    assert!(
+        log.contains("TRACE") || log.contains("trace"),
+        "not at trace"
+    );
+    for secret in [PASSWORD, GUESS, "PRIVATE KEY"] {
+        assert!(!log.contains(secret), "{secret:?} is in the log");
+    }
+    let key = std::fs::read_to_string(&pki.gateway.key_file).unwrap();
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+    {
+        assert!(
+            !log.contains(line),
+            "a line of the private key is in the log"
+        );
+        assert!(
+            !log.contains(&line[..16]),
+            "part of the private key is in the log"
+        );
+    }
+}
