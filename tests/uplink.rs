@@ -595,3 +595,115 @@ async fn status_and_info_are_retained_at_qos_1_online_offline_and_the_last_will(
     };
     assert_eq!(will, ("offline".into(), AtLeastOnce, true));
 }
+
+/// `[upstream] format = "json"`, end to end: every record message is strict JSON (Python's
+/// json module reads it too), in README's shape, with the values the devices hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_format_end_to_end_in_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let platform = platform(&pki, port, None).await;
+    let (sim, c) = simulators(1).await;
+    c[0].set_concentration(1, 123); // ch01.gas 12.3
+    c[0].set_concentration(2, 450); // ch02 high
+    let text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &pki.upstream(port, "format = \"json\""),
+    );
+    let cfg = config(&text);
+    // A run that stopped uncleanly, so the start announces a gap too.
+    {
+        let s = open_spool(&cfg.gateway.data_dir, &cfg.spool);
+        s.spool.append(&[synthetic_poll("old-1", 4, None)]).unwrap();
+    }
+    let mut gw = Gateway::start(&cfg).await;
+    wait_for(
+        &platform,
+        Duration::from_secs(20),
+        "readings, an alarm and a gap",
+        |p| {
+            p.alarms.iter().any(|a| a["level"] == "high")
+                && !p.gaps.is_empty()
+                && p.raw.iter().any(|(t, _)| t.ends_with("/readings"))
+        },
+    )
+    .await;
+    gw.shutdown().await;
+    let p = platform.lock().unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let fields = ["dev", "gw", "pt", "q", "seq", "ts", "v"];
+    let mut seen = std::collections::BTreeSet::new();
+    for (topic, raw) in p
+        .raw
+        .iter()
+        .filter(|(t, _)| !t.ends_with("/status") && !t.ends_with("/info"))
+    {
+        let v: serde_json::Value = serde_json::from_slice(raw)
+            .unwrap_or_else(|e| panic!("{topic}: not JSON ({e}): {raw:?}"));
+        let kind = topic.rsplit('/').next().unwrap();
+        seen.insert(kind.to_string());
+        match kind {
+            "readings" => {
+                assert_eq!(keys(&v), ["gw", "hist", "readings"], "{v}");
+                for r in v["readings"].as_array().unwrap() {
+                    assert_eq!(keys(r), fields, "{r}");
+                    assert_eq!(r["gw"], "gw-test");
+                    if r["dev"] == "gas-1" && r["pt"] == "ch01.gas" && r["q"] == "good" {
+                        assert_eq!(r["v"].as_f64(), Some(12.3), "{r}");
+                    }
+                }
+            }
+            "alarms" => {
+                let mut want: Vec<&str> = fields.iter().copied().chain(["level", "prev"]).collect();
+                if v.get("warn").is_some() {
+                    want.push("warn");
+                }
+                want.sort_unstable();
+                assert_eq!(keys(&v), want, "{v}");
+            }
+            "gaps" => {
+                assert_eq!(keys(&v), ["from", "gw", "reason", "to", "ts"], "{v}");
+                assert_eq!(v["reason"], "unclean_stop");
+            }
+            other => panic!("unexpected topic {other}"),
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let high = p.alarms.iter().find(|a| a["level"] == "high").unwrap();
+    assert_eq!(
+        (&high["pt"], &high["prev"]),
+        (&"ch02.status".into(), &"unknown".into())
+    );
+    // and a JSON reader nobody here wrote agrees
+    let alarm = &p
+        .raw
+        .iter()
+        .find(|(t, _)| t.ends_with("/alarms"))
+        .unwrap()
+        .1;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; print(json.load(sys.stdin)['level'])",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(alarm)?;
+            c.wait_with_output()
+        })
+        .expect("python3 is needed");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
