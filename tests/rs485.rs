@@ -96,6 +96,75 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() {
     }
 }
 
+/// Two units on one line: unit 1 always answers late (after the timeout), unit 2 at once. The
+/// simulator answers in turn, as a half-duplex bus does, so unit 1's late reply lands while the
+/// gateway waits for unit 2's answer. It must never be read as unit 2's (same function and
+/// length, other values), and unit 2 must still be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_from_one_unit_is_never_taken_for_another_units_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    let late = Controller::gas16();
+    late.set_concentration(1, 100); // 10.0 %LEL, status 0
+    late.set_behaviour(Behaviour::Late(Duration::from_millis(300)));
+    let prompt = Controller::gas16();
+    prompt.set_concentration(1, 200); // 20.0 %LEL, status 1
+    let _sim = serve(&pty.sim, SimBus::new([(1, late), (2, prompt)]));
+    let mut gw = Gateway::start(&rtu_config(
+        &dir.path().join("data"),
+        &pty.gw,
+        &[1, 2],
+        100,
+        200,
+    ))
+    .await;
+    let good_of_2 = |s: &Seen| {
+        s.readings
+            .iter()
+            .filter(|r| &*r.device == "gas-2" && &*r.sample.point == "ch01.gas")
+            .filter(|r| r.sample.quality == Quality::Good)
+            .count()
+    };
+    // unit 1 times out twice, then its breaker trips (its third failed poll is offline); its
+    // probes go on, each a late reply into the next request
+    let timeouts_of_1 = |s: &Seen| {
+        s.readings
+            .iter()
+            .filter(|r| &*r.device == "gas-1" && r.sample.quality == Quality::Timeout)
+            .count()
+    };
+    gw.wait_until(
+        Duration::from_secs(60),
+        "good polls of unit 2 with unit 1 late",
+        |s| good_of_2(s) >= 20 && timeouts_of_1(s) >= 2 * GD16_POINTS,
+    )
+    .await;
+    gw.shutdown().await;
+    let seen = gw.seen();
+    // The overlap happened: unit 1's late reply arrived while unit 2 was asked, and that read
+    // failed as a bad frame (a reply from the wrong unit) instead of passing as unit 2's.
+    assert!(
+        seen.readings
+            .iter()
+            .any(|r| &*r.device == "gas-2" && r.sample.quality == Quality::BadFrame),
+        "no late reply ever met unit 2's request: the test proved nothing"
+    );
+    for r in seen
+        .readings
+        .iter()
+        .filter(|r| r.sample.quality == Quality::Good)
+    {
+        assert_eq!(&*r.device, "gas-2", "the late unit read as good: {r:?}");
+        match &*r.sample.point {
+            "ch01.gas" => assert_eq!(r.sample.value, Some(Value::Float(20.0)), "{r:?}"),
+            "ch01.status" => assert_eq!(r.sample.value, Some(Value::Int(1)), "{r:?}"),
+            p if p.ends_with(".status") => assert_eq!(r.sample.value, Some(Value::Int(0)), "{p}"),
+            p if p.ends_with(".gas") => assert_eq!(r.sample.value, Some(Value::Float(0.0)), "{p}"),
+            _ => {}
+        }
+    }
+}
+
 /// A raw responder on `port`: every request of 8 bytes or more is answered with what `reply`
 /// makes of it (`turn` counts from 1).
 fn answer_with(
