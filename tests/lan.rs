@@ -752,3 +752,87 @@ async fn no_password_or_key_material_in_the_logs_even_at_trace() {
         );
     }
 }
+
+/// LAN subscribers that never read, flooded with big messages, do not slow the uplink: while
+/// they are backed up (their copies dropped), every record the gateway captures is
+/// acknowledged by the platform's broker within `sync_ms`, so none ever waits on the disk, and
+/// the platform receives every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_lan_subscribers_never_slow_the_uplink() {
+    use plantgate::record::{Quality, Reading, Sample, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = rumqttd(&pki);
+    let platform = platform(&pki, broker, None).await;
+    let (sim, _c) = simulators(2).await;
+    let lan = free_port();
+    let mut text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        2,
+        100,
+        "sync_ms = 1000",
+        &pki.upstream(broker, ""),
+    );
+    text.push_str(&format!(
+        "[local_broker]\nlisten = \"127.0.0.1:{lan}\"\ntopic_prefix = \"plant/a\"\n"
+    ));
+    let cfg = config(&text);
+    let first = next_seq(&cfg);
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut slow = Vec::new();
+    for i in 0..4 {
+        slow.push(never_reading_subscriber(lan, &format!("slow-{i}")).await);
+    }
+    wait_for(
+        &platform,
+        Duration::from_secs(20),
+        "the uplink delivering",
+        |p| !p.seen.is_empty(),
+    )
+    .await;
+    let device: Arc<str> = "gas-9".into();
+    let point: Arc<str> = "p".repeat(1000).into();
+    let big = Arc::new(plantgate::spool::Stored {
+        readings: (0..1_000)
+            .map(|i| Reading {
+                seq: 1_000_000 + i,
+                device: device.clone(),
+                sample: Sample {
+                    point: point.clone(),
+                    ts_ms: 1_700_000_000_000 + i as i64,
+                    value: Some(Value::Float(1.5)),
+                    quality: Quality::Good,
+                },
+            })
+            .collect(),
+        alarms: Vec::new(),
+    });
+    let dropped = "plantgate_local_broker_dropped_messages_total";
+    let mut on_disk = 0;
+    let flood_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < flood_until || metric_now(&running, dropped) == 0.0 {
+        assert!(
+            Instant::now() < flood_until + Duration::from_secs(30),
+            "the silent subscribers never backed up"
+        );
+        running.tap.send(big.clone()).unwrap();
+        for _ in 0..5 {
+            on_disk = on_disk.max(running.status.spool().readings);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(metric_now(&running, dropped) > 0.0);
+    running.shutdown().await;
+    drop(slow);
+    let next = next_seq(&cfg);
+    assert!(next - first > 2000, "too few records: {}", next - first);
+    assert_eq!(
+        on_disk, 0,
+        "readings waited on the disk for a PUBACK while the LAN subscribers were stuck"
+    );
+    wait_for(&platform, Duration::from_secs(30), "every record", |p| {
+        p.missing(first..next).is_empty()
+    })
+    .await;
+}
