@@ -452,6 +452,30 @@ async fn an_inhibited_channel_is_never_active_and_a_failed_read_keeps_the_level(
     rig.stop().await;
 }
 
+/// (point, level, prev) of the first report of each point in one run of `text`, from start
+/// until all 16 status points were reported, then a clean stop.
+async fn first_reports(text: &str) -> Vec<(String, AlarmLevel, AlarmLevel)> {
+    let mut gw = Gateway::start(text).await;
+    gw.wait_until(WAIT, "every status point reported", |s| {
+        s.alarms
+            .iter()
+            .filter(|a| a.sample.point.ends_with(".status"))
+            .count()
+            >= 16
+    })
+    .await;
+    gw.shutdown().await;
+    let mut firsts: Vec<(String, AlarmLevel, AlarmLevel)> = Vec::new();
+    for a in gw.seen().alarms.iter().filter(|a| a.warn.is_none()) {
+        if !firsts.iter().any(|f| *f.0 == *a.sample.point) {
+            firsts.push((a.sample.point.to_string(), a.level, a.prev));
+        }
+    }
+    let status = firsts.iter().filter(|p| p.0.ends_with(".status")).count();
+    assert_eq!(status, 16, "{firsts:?}");
+    firsts
+}
+
 /// Each start reports every alarm point's level once with `prev: "unknown"`, also after a
 /// restart on the same spool: an alarm still active is reported again, and one raised while
 /// the gateway was down is reported at its level, never as a transition from the level the
@@ -463,48 +487,12 @@ async fn a_restart_reports_every_alarm_point_again_with_prev_unknown() {
     let (sim, c) = simulators(1).await;
     c[0].set_concentration(4, 450); // ch04: high
     let text = gateway_toml(&dir.path().join("data"), sim, 1, 100, "", "");
-    // (point, level, prev) of the first report of each point in a run
-    let first_reports = |gw: &Gateway| {
-        let mut firsts: Vec<(String, AlarmLevel, AlarmLevel)> = Vec::new();
-        for a in gw.seen().alarms.iter().filter(|a| a.warn.is_none()) {
-            if !firsts.iter().any(|f| *f.0 == *a.sample.point) {
-                firsts.push((a.sample.point.to_string(), a.level, a.prev));
-            }
-        }
-        firsts
-    };
-    let status_points = |f: &[(String, AlarmLevel, AlarmLevel)]| {
-        f.iter().filter(|p| p.0.ends_with(".status")).count()
-    };
-
-    let mut gw = Gateway::start(&text).await;
-    gw.wait_until(WAIT, "every status point reported", |s| {
-        s.alarms
-            .iter()
-            .filter(|a| a.sample.point.ends_with(".status"))
-            .count()
-            >= 16
-    })
-    .await;
-    gw.shutdown().await;
-    let first = first_reports(&gw);
-    assert_eq!(status_points(&first), 16, "{first:?}");
+    let first = first_reports(&text).await;
     assert!(first.iter().all(|p| p.2 == Unknown), "{first:?}");
 
     // While it is down, ch05 goes high too.
     c[0].set_concentration(5, 450);
-    let mut gw = Gateway::start(&text).await;
-    gw.wait_until(WAIT, "every status point reported again", |s| {
-        s.alarms
-            .iter()
-            .filter(|a| a.sample.point.ends_with(".status"))
-            .count()
-            >= 16
-    })
-    .await;
-    gw.shutdown().await;
-    let again = first_reports(&gw);
-    assert_eq!(status_points(&again), 16, "{again:?}");
+    let again = first_reports(&text).await;
     assert!(
         again.iter().all(|p| p.2 == Unknown),
         "a restart reported a transition from the last run's level: {again:?}"

@@ -651,6 +651,15 @@ async fn with_a_login_set_only_clients_that_give_it_are_served() {
     running.shutdown().await;
 }
 
+/// `gateway` (a configuration without upstream) with an mTLS uplink to the broker on `broker`
+/// and a local broker on `lan` under `plant/a`, `login` added to its section.
+fn uplink_and_lan(gateway: &str, pki: &Pki, broker: u16, lan: u16, login: &str) -> String {
+    format!(
+        "{gateway}{}[local_broker]\nlisten = \"127.0.0.1:{lan}\"\ntopic_prefix = \"plant/a\"\n{login}",
+        pki.upstream(broker, "")
+    )
+}
+
 /// Nothing secret reaches the logs, at the most verbose level: not the local broker's
 /// password, not a wrong one a LAN client tried, not a line of the gateway's private key. The
 /// real binary runs with `RUST_LOG=trace`, its uplink on mTLS and LAN clients logging in
@@ -665,17 +674,13 @@ async fn no_password_or_key_material_in_the_logs_even_at_trace() {
     let broker = rumqttd(&pki);
     let (sim, _c) = simulators(1).await;
     let port = free_port();
-    let mut text = gateway_toml(
-        &dir.path().join("data"),
-        sim,
-        1,
-        200,
-        "",
-        &pki.upstream(broker, ""),
+    let text = uplink_and_lan(
+        &gateway_toml(&dir.path().join("data"), sim, 1, 200, "", ""),
+        &pki,
+        broker,
+        port,
+        &format!("username = \"hmi\"\npassword = \"{PASSWORD}\"\n"),
     );
-    text.push_str(&format!(
-        "[local_broker]\nlisten = \"127.0.0.1:{port}\"\ntopic_prefix = \"plant/a\"\nusername = \"hmi\"\npassword = \"{PASSWORD}\"\n"
-    ));
     let path = dir.path().join("plantgate.toml");
     std::fs::write(&path, &text).unwrap();
     let out = std::fs::File::create(dir.path().join("out.log")).unwrap();
@@ -766,17 +771,13 @@ async fn silent_lan_subscribers_never_slow_the_uplink() {
     let platform = platform(&pki, broker, None).await;
     let (sim, _c) = simulators(2).await;
     let lan = free_port();
-    let mut text = gateway_toml(
-        &dir.path().join("data"),
-        sim,
-        2,
-        100,
-        "sync_ms = 1000",
-        &pki.upstream(broker, ""),
+    let text = uplink_and_lan(
+        &gateway_toml(&dir.path().join("data"), sim, 2, 100, "sync_ms = 1000", ""),
+        &pki,
+        broker,
+        lan,
+        "",
     );
-    text.push_str(&format!(
-        "[local_broker]\nlisten = \"127.0.0.1:{lan}\"\ntopic_prefix = \"plant/a\"\n"
-    ));
     let cfg = config(&text);
     let first = next_seq(&cfg);
     let running = plantgate::app::start(&cfg).await.unwrap();
