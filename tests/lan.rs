@@ -412,24 +412,13 @@ async fn never_reading_subscriber(port: u16, id: &str) -> TcpStream {
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others() {
+/// One record of 1,000 readings with long point names: ~1 MiB of JSON per message, as in the
+/// finding, and cheap enough to encode in a debug build. Sent straight into the tap.
+fn big_record() -> Arc<plantgate::spool::Stored> {
     use plantgate::record::{Quality, Reading, Sample, Value};
-    let dir = tempfile::tempdir().unwrap();
-    let (running, port) = with_local_broker(dir.path()).await;
-    let (hmi, mut hmi_events) = mqtt("hmi", port);
-    hmi.subscribe("plant/a/readings", rumqttc::QoS::AtMostOnce)
-        .await
-        .unwrap();
-    let mut slow = Vec::new();
-    for i in 0..4 {
-        slow.push(never_reading_subscriber(port, &format!("slow-{i}")).await);
-    }
-    // One record of 1,000 readings with long point names: ~1 MiB of JSON per message, as in
-    // the finding, and cheap enough to encode in a debug build.
     let device: Arc<str> = "gas-9".into();
     let point: Arc<str> = "p".repeat(1000).into();
-    let big = Arc::new(plantgate::spool::Stored {
+    Arc::new(plantgate::spool::Stored {
         readings: (0..1_000)
             .map(|i| Reading {
                 seq: 1_000_000 + i,
@@ -443,7 +432,22 @@ async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others(
             })
             .collect(),
         alarms: Vec::new(),
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, port) = with_local_broker(dir.path()).await;
+    let (hmi, mut hmi_events) = mqtt("hmi", port);
+    hmi.subscribe("plant/a/readings", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let mut slow = Vec::new();
+    for i in 0..4 {
+        slow.push(never_reading_subscriber(port, &format!("slow-{i}")).await);
+    }
+    let big = big_record();
     let t_enc = Instant::now();
     let size = plantgate::record::wire::encode_readings(
         plantgate::record::wire::Format::Json,
@@ -764,7 +768,6 @@ async fn no_password_or_key_material_in_the_logs_even_at_trace() {
 /// the platform receives every one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_lan_subscribers_never_slow_the_uplink() {
-    use plantgate::record::{Quality, Reading, Sample, Value};
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let broker = rumqttd(&pki);
@@ -792,23 +795,7 @@ async fn silent_lan_subscribers_never_slow_the_uplink() {
         |p| !p.seen.is_empty(),
     )
     .await;
-    let device: Arc<str> = "gas-9".into();
-    let point: Arc<str> = "p".repeat(1000).into();
-    let big = Arc::new(plantgate::spool::Stored {
-        readings: (0..1_000)
-            .map(|i| Reading {
-                seq: 1_000_000 + i,
-                device: device.clone(),
-                sample: Sample {
-                    point: point.clone(),
-                    ts_ms: 1_700_000_000_000 + i as i64,
-                    value: Some(Value::Float(1.5)),
-                    quality: Quality::Good,
-                },
-            })
-            .collect(),
-        alarms: Vec::new(),
-    });
+    let big = big_record();
     let dropped = "plantgate_local_broker_dropped_messages_total";
     let mut on_disk = 0;
     let flood_until = Instant::now() + Duration::from_secs(8);
