@@ -137,7 +137,7 @@ if [ $tar = 1 ]; then
   rm -rf "$stage"
   install -D -m 0755 "$bin" "$stage/plantgate"
   install -D -m 0644 systemd/plantgate.service "$stage/plantgate.service"
-  install -D -m 0644 -t "$stage/examples" config/plantgate.example.toml config/gd16-rs485.toml config/modbus-tcp.toml
+  install -D -m 0644 -t "$stage/examples" config/plantgate.example.toml config/gd16-rs485.toml config/modbus-tcp.toml config/tank-farm.toml
   install -m 0644 README.md LICENSE "$stage/"
   tar -C target/dist --owner=0 --group=0 --numeric-owner -czf "target/dist/$name.tar.gz" "$name"
   rm -rf "$stage"

@@ -96,8 +96,14 @@ pub fn readiness(s: &Snapshot) -> Result<(), String> {
             });
         }
     }
+    if let Some(t) = s.spool.disk_trouble(s.now_ms) {
+        return Err(t.reason);
+    }
     if !s.spool.open {
-        return Err("the spool is not open".into());
+        return Err(match &s.spool.last_error {
+            Some(e) => format!("the spool is not open: {e}"),
+            None => "the spool is not open".into(),
+        });
     }
     Ok(())
 }
@@ -263,6 +269,36 @@ mod tests {
         let mut s = healthy();
         s.spool.open = false;
         assert_eq!(readiness(&s).unwrap_err(), "the spool is not open");
+    }
+
+    #[test]
+    fn a_disk_that_hangs_or_refuses_for_seconds_is_not_ready_but_feeds_the_watchdog() {
+        use crate::spool::status::TROUBLE_AFTER_MS;
+        // A slow fsync is not trouble; one that has not returned for 5 s is.
+        let mut s = healthy();
+        s.spool.write_started_ms = Some(NOW - TROUBLE_AFTER_MS + 1);
+        assert_eq!(readiness(&s), Ok(()));
+        s.spool.write_started_ms = Some(NOW - 7_000);
+        let why = readiness(&s).unwrap_err();
+        assert!(why.contains("not finished for 7 s"), "{why}");
+        // A restart cannot mend a frozen or read-only filesystem: the watchdog stays fed.
+        assert_eq!(watchdog(&s), Ok(()));
+
+        let mut s = healthy();
+        s.spool.failing_since_ms = Some(NOW - 1000);
+        s.spool.last_error = Some("Read-only file system (os error 30)".into());
+        assert_eq!(
+            readiness(&s),
+            Ok(()),
+            "one failed commit, retried, is not trouble yet"
+        );
+        s.spool.failing_since_ms = Some(NOW - 12_000);
+        let why = readiness(&s).unwrap_err();
+        assert!(
+            why.contains("failed for 12 s") && why.contains("Read-only"),
+            "{why}"
+        );
+        assert_eq!(watchdog(&s), Ok(()));
     }
 
     #[test]

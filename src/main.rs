@@ -1,5 +1,6 @@
 //! The `plantgate` command: parses the command line, sets up logging, runs a subcommand and
-//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else).
+//! turns its outcome into an exit code (0 ok, 78 configuration error, 1 anything else; `probe`
+//! and the spool commands have their own, documented in their help and `app::spool_cmd`).
 //! Owns nothing else: every subcommand's work lives in the library.
 
 use std::path::PathBuf;
@@ -55,6 +56,30 @@ enum Command {
         #[arg(long)]
         from: Option<u64>,
     },
+    /// Read a bus now, for the installer: each configured point once, or which unit ids answer.
+    ///
+    /// With --config, every configured point of the devices is read once and shown decoded, with
+    /// its quality, raw registers and each request's time. With --port PATH --scan or --tcp
+    /// HOST:PORT --scan, unit ids (and with --baud auto, baud and parity) are searched, and a
+    /// [[bus]]/[[device]] snippet is printed for what answered. Never touches the spool or the
+    /// uplink, never writes to a device.
+    Probe(plantgate::app::probe::ProbeArgs),
+    /// Look inside the spool without changing it: stats, export, verify (refused while the service runs).
+    Spool {
+        #[command(subcommand)]
+        cmd: plantgate::app::spool_cmd::SpoolCmd,
+    },
+    /// Internal: read a spool file read-only for `plantgate spool`, in a child process.
+    #[command(hide = true, name = "spool-read")]
+    SpoolRead {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        mode: plantgate::spool::forensics::Mode,
+        #[arg(long, default_value = "")]
+        gw: String,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
     /// Run a self-contained demo: simulated controllers, embedded broker with mutual TLS, the gateway.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -92,6 +117,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Spool { cmd } => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "plantgate".into());
+            ExitCode::from(plantgate::app::spool_cmd::run(cmd, &exe))
+        }
+        Command::SpoolRead {
+            file,
+            mode,
+            gw,
+            from,
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            ExitCode::from(plantgate::spool::forensics::child::serve(
+                &file, mode, &gw, from, &mut out,
+            ))
+        }
         Command::Run { config } => {
             init_logging("info,rumqttd=warn");
             let config = match Config::load(&config) {
@@ -103,6 +143,10 @@ fn main() -> ExitCode {
             };
             run_async(plantgate::app::run(config))
         }
+        Command::Probe(args) => {
+            init_logging("warn");
+            probe(args)
+        }
         Command::Demo { seconds } => {
             init_logging("warn,rumqttd=off");
             run_async(plantgate::app::demo::run(seconds))
@@ -110,18 +154,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// The runtime, or the exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
-    match rt.block_on(f) {
+    let result = rt.block_on(f);
+    // A write stuck on a hung disk must not keep the process: give blocking threads a moment.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -149,6 +201,16 @@ fn check_config(path: &std::path::Path, strict: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `probe`: its exit code is its own (see its `--help`).
+fn probe(args: plantgate::app::probe::ProbeArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    ExitCode::from(rt.block_on(plantgate::app::probe::run(args, &mut out, &mut err)))
 }
 
 /// `spool-check`: the handshake on stdout, then redb's integrity check; the verdict is the

@@ -4,7 +4,7 @@
 #
 #   tests/run.sh                     # everything (as root: every test can run)
 #   tests/run.sh --test poll         # one test file
-#   tests/run.sh -- --skip a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on
+#   tests/run.sh -- --skip a_full_disk --skip spool_filesystem   # without the root-only tests
 #
 # The tests use real parts: socat (serial pty pairs), mosquitto (a real broker over mutual TLS),
 # headless chromium with a CJK font (the status page), promtool (the metrics), systemd-analyze
@@ -14,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-root_test="tests/spool_recovery.rs: a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on"
+root_test="tests/spool_recovery.rs: a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on
+  tests/disk_trouble.rs: all three (a loop-mounted ext4 made read-only, fsfreeze, a tmpfs)"
 is_root=0
 [ "$(id -u)" = 0 ] && is_root=1
 
@@ -28,6 +29,8 @@ have promtool || need+=(prometheus)
 dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null | grep -q 'ok installed' || need+=(fonts-wqy-microhei)
 have systemd-analyze || need+=(systemd)
 have cc || need+=(gcc)
+have mkfs.ext4 || need+=(e2fsprogs)
+{ have fsfreeze && have losetup; } || need+=(util-linux)
 
 # cbor2 for the python3 the tests will call. Debian's python3-cbor2 when that python3 is the
 # system one; a python3 of the user's own (pyenv, a venv) gets it from pip, never the system.
@@ -62,10 +65,11 @@ python3 -c 'import cbor2' || { echo "tests/run.sh: python3 still cannot import c
 
 if [ $is_root = 0 ]; then
   cat <<MSG
-tests/run.sh: not root. One test needs root, to mount a 2 MiB tmpfs (a full disk):
+tests/run.sh: not root. These tests need root, to mount filesystems (a full, a read-only and a
+frozen disk under the spool):
   $root_test
-It will fail here. Run the suite as root, or leave that test out:
-  tests/run.sh -- --skip a_full_disk_evicts_readings_keeps_alarms_and_polling_goes_on
+They will fail here. Run the suite as root, or leave them out:
+  tests/run.sh -- --skip a_full_disk --skip spool_filesystem
 MSG
 fi
 

@@ -262,6 +262,8 @@ async fn status_api_probes_and_headers_show_state_and_no_secrets() {
         ("/readyz", 200),
         ("/", 200),
         ("/app.js", 200),
+        ("/i18n.js", 200),
+        ("/spark.js", 200),
         ("/style.css", 200),
         ("/nothing", 404),
     ] {
@@ -288,6 +290,168 @@ async fn status_api_probes_and_headers_show_state_and_no_secrets() {
             "{path} leaks key material"
         );
     }
+    gw.shutdown().await;
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The `etag` header of a response head (lower-cased by `http_get`).
+fn etag(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap_or_else(|| panic!("no etag in {head}"))
+        .trim()
+        .to_string()
+}
+
+/// GETs `path` with `If-None-Match` until the server answers 304 (a change may land between
+/// two requests, then the new tag is tried); panics after 15 s.
+async fn until_not_modified(addr: std::net::SocketAddr, path: &str, mut tag: String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, head, _) = http_get_with(addr, path, &format!("If-None-Match: {tag}\r\n")).await;
+        if code == 304 {
+            assert_eq!(etag(&head), tag);
+            return;
+        }
+        assert_eq!(code, 200, "{path}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never answered 304"
+        );
+        tag = etag(&head);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_routes_send_only_what_changed_and_answer_304_when_nothing_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, c) = simulators(1).await;
+    let mut text = gateway_toml(&dir.path().join("data"), sim, 1, 200, "", "").replace(
+        "unit = \"%LEL\"\n",
+        "unit = \"%LEL\"\nlimits = [ { above = 20.0, level = \"low\" }, { above = 40.0, level = \"high\" } ]\n",
+    );
+    text.push_str("[web]\nlisten = \"127.0.0.1:0\"\n");
+    let mut gw = Gateway::start(&text).await;
+    let addr = gw.web_addr.unwrap();
+    wait_all_polled(&gw).await;
+    c[0].set_concentration(5, 250);
+    until(Duration::from_secs(10), "ch05.gas low", || {
+        point_level(&gw, "gas-1", "ch05.gas") == Some(AlarmLevel::Low)
+    })
+    .await;
+
+    // A first load gets everything, the layout once; a page that is current gets no device.
+    let (code, _, body) = http_get(addr, "/api/status?since=0").await;
+    assert_eq!(code, 200);
+    let full = json(&body);
+    assert_eq!(full["full"], true);
+    assert_eq!(
+        full["layouts"][0][4],
+        json(
+            r#"["ch05.gas", "%LEL", true, [{"above": 20.0, "level": "low"}, {"above": 40.0, "level": "high"}]]"#
+        )
+    );
+    assert_eq!(full["devices"][0]["p"][4], json(r#"[25.0, "good", "low"]"#));
+    let v = full["version"].as_str().unwrap().to_string();
+    let (_, _, body) = http_get(addr, &format!("/api/status?since={v}")).await;
+    let same = json(&body);
+    assert_eq!(
+        (
+            same["full"].as_bool(),
+            same["devices"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0))
+    );
+    // A value that moves sends its device again, and only that.
+    c[0].set_concentration(6, 100);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = http_get(addr, &format!("/api/status?since={v}")).await;
+        let d = json(&body);
+        if let Some(dev) = d["devices"].as_array().and_then(|a| a.first()) {
+            if dev["p"][5][0] == 10.0 {
+                assert_eq!(dev["layout"], serde_json::Value::Null);
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never came: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Trends: the 25 %LEL in the newest bucket; 304 while nothing changed.
+    let (code, head, body) = http_get(addr, "/api/trends?device=gas-1").await;
+    assert_eq!(code, 200);
+    let t = json(&body);
+    assert_eq!(t["bucket_ms"], 5000);
+    let ch05 = t["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ch05.gas")
+        .unwrap();
+    assert_eq!(ch05["hi"].as_array().unwrap().last().unwrap(), 25.0);
+    assert_eq!(
+        ch05["lo"].as_array().unwrap().len(),
+        120,
+        "the whole 10 minutes"
+    );
+    until_not_modified(addr, "/api/trends?device=gas-1", etag(&head)).await;
+    let newest = ch05["from"].as_i64().unwrap() + 119;
+    let (_, _, body) = http_get(addr, &format!("/api/trends?device=gas-1&since={newest}")).await;
+    let part = json(&body);
+    assert!(
+        part["points"][0]["lo"].as_array().unwrap().len() <= 3,
+        "only the newest buckets: {part}"
+    );
+    assert_eq!(http_get(addr, "/api/trends?device=nope").await.0, 404);
+
+    // The alarm log: both transitions with their previous level and value, then 304.
+    let (code, head, body) = http_get(addr, "/api/alarms").await;
+    assert_eq!(code, 200);
+    let log = json(&body);
+    assert_eq!(
+        (log["full"].as_bool(), log["lagged"].as_u64()),
+        (Some(true), Some(0))
+    );
+    let ev = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["point"] == "ch05.gas")
+        .unwrap();
+    assert_eq!(
+        (
+            ev["level"].as_str(),
+            ev["prev"].as_str(),
+            ev["value"].as_f64()
+        ),
+        (Some("low"), Some("normal"), Some(25.0))
+    );
+    assert!(ev["ts_ms"].as_i64().unwrap() > 0 && ev["seq"].as_u64().unwrap() > 0);
+    let newest = log["newest"].as_u64().unwrap();
+    let (_, _, body) = http_get(addr, &format!("/api/alarms?since={newest}")).await;
+    assert_eq!(json(&body)["events"].as_array().map(Vec::len), Some(0));
+    until_not_modified(addr, "/api/alarms", etag(&head)).await;
+
+    // What was served is counted by route; nothing was missed from the tap.
+    let text = scrape(addr).await;
+    for route in ["status", "trends", "alarms"] {
+        let b = metric(
+            &text,
+            &format!("plantgate_web_response_bytes_total{{route=\"{route}\"}}"),
+        );
+        assert!(b.is_some_and(|b| b > 500.0), "{route}: {b:?}");
+    }
+    assert_eq!(
+        metric(&text, "plantgate_web_tap_lagged_batches_total"),
+        Some(0.0)
+    );
     gw.shutdown().await;
 }
 

@@ -10,6 +10,8 @@
 pub mod check;
 pub mod demo;
 pub mod pki;
+pub mod probe;
+pub mod spool_cmd;
 pub mod watchdog;
 
 use std::sync::Arc;
@@ -89,6 +91,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let (tx, rx) = mpsc::channel(POLL_QUEUE);
     let (tap, first_tap) = broadcast::channel(1024);
+    // The page's trends and alarm log follow the tap from before the first poll.
+    let web_tap = tap.subscribe();
     let appender = tokio::spawn(spool::run_appender(spool.clone(), rx, tap.clone()));
     let poll_cancel = CancellationToken::new();
     let (pollers, bus_status) = spawn_pollers(config, tx, &poll_cancel, &mut registry);
@@ -106,6 +110,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 status.clone(),
                 registry.clone(),
                 web_metrics,
+                web_tap,
                 web_cancel.clone(),
             )
             .await
@@ -146,6 +151,9 @@ impl Running {
     /// Stops in order: pollers, then the spool's task (ends when its input closes), then the
     /// uplink (a grace period for acknowledgements), then the spool's clean close.
     pub async fn shutdown(mut self) {
+        // The clean close gets what is left of the stop's time, less a second to end.
+        let close_by =
+            tokio::time::Instant::now() + STOP_WITHIN - std::time::Duration::from_secs(1);
         self.poll_cancel.cancel();
         while self.pollers.join_next().await.is_some() {}
         let _ = self.appender.await;
@@ -156,10 +164,14 @@ impl Running {
         // What the broker did not acknowledge is committed now, so the next start owes the
         // platform no gap.
         let spool = self.spool.clone();
-        match tokio::task::spawn_blocking(move || spool.close()).await {
+        let within = close_by
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(std::time::Duration::from_secs(1));
+        match tokio::task::spawn_blocking(move || spool.close_within(within)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "the spool could not be closed cleanly: the next start announces the records it cannot vouch for as a gap")
+                let sp = self.spool.status();
+                tracing::error!(error = %e, readings_not_stored = sp.head_readings, "the spool could not be closed cleanly: the broker has what it acknowledged, and the next start announces the records it cannot vouch for as a gap")
             }
             Err(e) => tracing::error!(error = %e, "spool close task failed"),
         }
@@ -288,6 +300,9 @@ pub async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
+/// A stop ends within this, whatever the disk does (systemd's `TimeoutStopSec` is 20 s).
+pub const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// `plantgate run`: the gateway until a stop signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(gateway = %config.gateway.id, config = %config.source.path.display(), sha256 = %config.source.sha256,
@@ -302,7 +317,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("stop requested");
     watchdog_cancel.cancel();
     let _ = watchdog.await;
-    running.shutdown().await;
+    let status = running.status.clone();
+    if tokio::time::timeout(STOP_WITHIN, running.shutdown())
+        .await
+        .is_err()
+    {
+        // The disk hangs (a frozen filesystem): what it has not taken is lost with the process,
+        // and the next start announces it as a gap. systemd expects us gone.
+        let sp = status.spool();
+        tracing::error!(
+            within = ?STOP_WITHIN,
+            readings_not_stored = sp.head_readings,
+            "stopping without a clean close: the spool's disk did not take the last records; the broker has those it acknowledged, and the next start announces the rest as a gap"
+        );
+    }
     Ok(())
 }
 

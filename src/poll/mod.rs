@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Bus, Device};
-use crate::record::{now_ms, DevicePoll, Quality, Sample};
+use crate::config::{Bus, Device, Point};
+use crate::record::{now_ms, DevicePoll, Quality, Sample, Value};
 use plan::Block;
 use status::{BusStatus, PollMetrics};
 use transport::{Line, ReadError, Reply};
@@ -249,20 +249,7 @@ async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
         }
         for &(i, off) in &block.points {
             let p = &points[i];
-            let off = usize::from(off);
-            let (value, quality) = match &reply {
-                Ok(Reply::Words(w)) => {
-                    match decode::decode_words(p, &w[off..off + usize::from(p.width())]) {
-                        Some(v) => (Some(v), Quality::Good),
-                        None => (None, Quality::BadValue),
-                    }
-                }
-                Ok(Reply::Bits(b)) => match b.get(off) {
-                    Some(&bit) => (Some(decode::decode_bit(bit)), Quality::Good),
-                    None => (None, Quality::BadFrame),
-                },
-                Err(e) => (None, quality_of(e)),
-            };
+            let (value, quality) = point_of(p, off, &reply);
             samples[i] = Some(Sample {
                 point: p.name.clone(),
                 ts_ms,
@@ -281,6 +268,26 @@ async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
         },
         timed_out,
         first_error,
+    }
+}
+
+/// The value and quality of point `p` at offset `off` in a block's `reply`.
+pub fn point_of(p: &Point, off: u16, reply: &Result<Reply, ReadError>) -> (Option<Value>, Quality) {
+    let off = usize::from(off);
+    match reply {
+        Ok(Reply::Words(w)) => match w
+            .get(off..off + usize::from(p.width()))
+            .map(|w| decode::decode_words(p, w))
+        {
+            Some(Some(v)) => (Some(v), Quality::Good),
+            Some(None) => (None, Quality::BadValue),
+            None => (None, Quality::BadFrame),
+        },
+        Ok(Reply::Bits(b)) => match b.get(off) {
+            Some(&bit) => (Some(decode::decode_bit(bit)), Quality::Good),
+            None => (None, Quality::BadFrame),
+        },
+        Err(e) => (None, quality_of(e)),
     }
 }
 

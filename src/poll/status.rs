@@ -29,6 +29,8 @@ pub struct PointStatus {
     pub sample: Option<Sample>,
     /// Capture time of the last good value.
     pub last_good_ms: Option<i64>,
+    /// The point's configured limits (empty without), for the page to draw on its trend.
+    pub limits: Vec<crate::config::Limit>,
 }
 
 /// Outcomes of a device's reads, by kind.
@@ -139,6 +141,12 @@ impl BusStatus {
                         name: p.name.to_string(),
                         unit: p.unit.clone(),
                         is_alarm: p.alarm.is_some(),
+                        limits: p
+                            .alarm
+                            .as_ref()
+                            .and_then(|a| a.limits())
+                            .map(|l| l.limits.clone())
+                            .unwrap_or_default(),
                         ..Default::default()
                     })
                     .collect(),
@@ -180,6 +188,12 @@ impl BusStatus {
         } else {
             0.0
         }
+    }
+
+    /// For other modules' unit tests (the page's JSON): records `poll` as its poller would.
+    #[cfg(test)]
+    pub(crate) fn polled_for_test(&self, index: usize, poll: &DevicePoll) {
+        self.polled(index, poll, Duration::from_millis(5), None);
     }
 
     /// Records one poll of the bus's device `index`, which kept the line busy for `latency`;

@@ -102,23 +102,7 @@ impl Line {
         if let Some(at) = self.retry_at {
             sleep_until(at).await;
         }
-        let opened = match &self.link {
-            Link::Rtu(r) => open_rtu(r).map(|(c, heard)| Conn::Rtu(c, heard)),
-            Link::Tcp { address } => match timeout(
-                self.timeout.max(Duration::from_secs(1)),
-                tokio::net::TcpStream::connect(address.as_str()),
-            )
-            .await
-            {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    Ok(Conn::Tcp(super::tcp::TcpClient::new(s)))
-                }
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-            },
-        };
-        match opened {
+        match dial(&self.link, self.connect_timeout()).await {
             Ok(ctx) => {
                 self.retry_at = None;
                 self.backoff = BACKOFF_MIN;
@@ -133,6 +117,27 @@ impl Line {
                 )))
             }
         }
+    }
+
+    /// Opens the line now if it is not open, and says why not in the system's terms: a serial
+    /// port another program holds (the service locks its ports) is
+    /// [`io::ErrorKind::ResourceBusy`]. For `plantgate probe`, which must refuse such a port
+    /// rather than fight over the bus.
+    pub async fn connect(&mut self) -> io::Result<()> {
+        if self.ctx.is_none() {
+            self.ctx = Some(dial(&self.link, self.connect_timeout()).await?);
+        }
+        Ok(())
+    }
+
+    /// A TCP connect may take longer than one request.
+    fn connect_timeout(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(1))
+    }
+
+    /// The longest wait for one reply on this line.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Where this line goes, for messages.
@@ -208,6 +213,26 @@ impl Line {
     /// before a request was sent, so they answered nothing we asked.
     pub fn take_discarded(&mut self) -> u64 {
         std::mem::take(&mut self.discarded)
+    }
+}
+
+/// One attempt to open a line, no backoff.
+async fn dial(link: &Link, connect_timeout: Duration) -> io::Result<Conn> {
+    match link {
+        Link::Rtu(r) => open_rtu(r).map(|(c, heard)| Conn::Rtu(c, heard)),
+        Link::Tcp { address } => match timeout(
+            connect_timeout,
+            tokio::net::TcpStream::connect(address.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(Conn::Tcp(super::tcp::TcpClient::new(s)))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        },
     }
 }
 
@@ -297,7 +322,7 @@ fn open_rtu(r: &Rtu) -> io::Result<(Context, Arc<AtomicU64>)> {
             StopBits::One
         })
         .open_native_async()
-        .map_err(io::Error::from)?;
+        .map_err(open_error)?;
     if let Some(settings) = r.rs485 {
         super::rs485::enable(&stream, super::rs485::SerialRs485::from(settings))?;
     }
@@ -305,6 +330,19 @@ fn open_rtu(r: &Rtu) -> io::Result<(Context, Arc<AtomicU64>)> {
     let _ = stream.clear(tokio_serial::ClearBuffer::Input);
     let (stream, heard) = super::heard::Heard::new(stream);
     Ok((tokio_modbus::client::rtu::attach(stream), heard))
+}
+
+/// serialport opens exclusively (TIOCEXCL and an exclusive `flock`) and reports a port held by
+/// another program as `NoDevice`, which its `io::Error` conversion turns into `NotFound`: keep
+/// "in use" apart from "missing". (On open, `NoDevice` means only EBUSY or the lock.)
+fn open_error(e: tokio_serial::Error) -> io::Error {
+    match e.kind {
+        tokio_serial::ErrorKind::NoDevice => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("in use by another program ({})", e.description),
+        ),
+        _ => io::Error::from(e),
+    }
 }
 
 #[cfg(test)]

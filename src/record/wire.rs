@@ -142,6 +142,57 @@ pub fn encode_gap(format: Format, gw: &str, g: &Gap) -> Vec<u8> {
     encode(format, &msg)
 }
 
+/// One line of `plantgate spool export --jsonl`: a waiting record in its wire shape (JSON), with
+/// `lane` first, the topic it goes to (`readings`, `alarms` or `gaps`). A reading is the object
+/// a `readings` message carries in its array; an alarm and a gap are their whole messages.
+#[derive(Serialize)]
+struct Exported<T> {
+    lane: &'static str,
+    #[serde(flatten)]
+    msg: T,
+}
+
+/// An export line for a reading (no newline).
+pub fn export_reading(gw: &str, r: &Reading) -> Vec<u8> {
+    let msg = WireSample::new(gw, r.seq, &r.device, &r.sample);
+    encode(
+        Format::Json,
+        &Exported {
+            lane: "readings",
+            msg,
+        },
+    )
+}
+
+/// An export line for an alarm transition (no newline).
+pub fn export_alarm(gw: &str, a: &AlarmEvent) -> Vec<u8> {
+    let msg = WireAlarm {
+        sample: WireSample::new(gw, a.seq, &a.device, &a.sample),
+        level: a.level.as_str(),
+        prev: a.prev.as_str(),
+        warn: a.warn.map(|w| w.as_str()),
+    };
+    encode(
+        Format::Json,
+        &Exported {
+            lane: "alarms",
+            msg,
+        },
+    )
+}
+
+/// An export line for a gap (no newline).
+pub fn export_gap(gw: &str, g: &Gap) -> Vec<u8> {
+    let msg = WireGap {
+        gw,
+        from: g.from,
+        to: g.to,
+        reason: g.reason.as_str(),
+        ts: g.ts_ms,
+    };
+    encode(Format::Json, &Exported { lane: "gaps", msg })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +231,27 @@ mod tests {
         assert_eq!(j["readings"][1]["exc"], 2);
         assert_eq!(j["readings"][2]["v"], serde_json::Value::Null);
         assert_eq!(j["readings"][2]["q"], "bad_value");
+    }
+
+    #[test]
+    fn an_export_line_is_the_wire_object_with_its_lane() {
+        let r = reading(7, Some(Value::Int(3)), Quality::Good);
+        let j: serde_json::Value = serde_json::from_slice(&export_reading("gw1", &r)).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"lane":"readings","gw":"gw1","seq":7,"dev":"gas-1","pt":"ch01","ts":1_700_000_000_000_i64,"v":3,"q":"good"})
+        );
+        let g = Gap {
+            from: 1,
+            to: 2,
+            reason: crate::record::GapReason::Evicted,
+            ts_ms: 9,
+        };
+        let line = String::from_utf8(export_gap("gw1", &g)).unwrap();
+        assert!(
+            line.starts_with(r#"{"lane":"gaps","gw":"gw1","from":1"#),
+            "{line}"
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Spool {
         let keys: Vec<u64> = due.iter().map(Entry::key).collect();
         let records: u64 = due.iter().map(Entry::len).sum();
         let started = Instant::now();
-        let written = self.store().and_then(|s| {
+        let written = self.durable(|s| {
             s.write(Write {
                 entries: due.iter().map(encode).collect(),
                 budget: self.budget(),
@@ -100,13 +100,21 @@ impl Spool {
         self.metrics.durable_commits.inc();
         self.metrics.evicted.inc_by(done.evicted_readings);
         if done.evicted_readings > 0 {
-            tracing::warn!(
-                readings = done.evicted_readings,
-                batches = done.evicted_entries,
-                budget = self.budget(),
-                max_bytes = self.settings.max_bytes,
-                "spool full: evicted the oldest readings (alarms are kept; the range is announced as a gap)"
-            );
+            // Once every ten seconds at most, with what was evicted since the last line.
+            let mut said = lock(&self.evictions_said);
+            said.1 += done.evicted_readings;
+            if said
+                .0
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+            {
+                tracing::warn!(
+                    readings = said.1,
+                    budget = self.budget(),
+                    max_bytes = self.settings.max_bytes,
+                    "spool full: evicted the oldest readings (alarms are kept; the range is announced as a gap; budget: the size limit in force)"
+                );
+                *said = (Some(Instant::now()), 0);
+            }
         }
         // Acknowledged while the commit ran: written for nothing, deleted now.
         let late = lock(&self.head).committed(&keys);
@@ -166,7 +174,12 @@ impl Spool {
     /// A disk that refuses the commit (full, failing) is retried with recovery for up to
     /// [`CLOSE_WITHIN`].
     pub fn close(&self) -> Result<(), StoreError> {
-        let deadline = Instant::now() + CLOSE_WITHIN;
+        self.close_within(CLOSE_WITHIN)
+    }
+
+    /// [`Spool::close`], retrying a refusing disk for at most `within`.
+    pub fn close_within(&self, within: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + within;
         let mut wait = Duration::from_millis(50);
         loop {
             match self.flush(Instant::now(), true, true) {
@@ -197,6 +210,59 @@ impl Spool {
         }
     }
 
+    /// Runs one durable write (a commit or a reservation) and shows it on the spool's status:
+    /// the write in progress, so that a disk that hangs shows as a write that does not end, and
+    /// since when writes fail.
+    pub(super) fn durable<T>(
+        &self,
+        write: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Being reopened after a failure: that failure is what the status shows.
+        let store = self.store()?;
+        let started = now_ms();
+        self.state.update(|s| {
+            // A commit and a reservation may overlap (redb runs one after the other): the
+            // oldest start counts until both have ended.
+            s.writes_in_flight += 1;
+            s.write_started_ms.get_or_insert(started);
+        });
+        let result = write(&store);
+        let ended = now_ms();
+        let failed_since = self.state.update(|s| {
+            s.writes_in_flight = s.writes_in_flight.saturating_sub(1);
+            if s.writes_in_flight == 0 {
+                s.write_started_ms = None;
+            }
+            match &result {
+                Ok(_) => {
+                    s.last_error = None;
+                    s.last_durable_ms = Some(ended);
+                    s.failing_since_ms.take()
+                }
+                Err(e) => {
+                    s.failing_since_ms.get_or_insert(started);
+                    s.last_error = Some(e.to_string());
+                    None
+                }
+            }
+        });
+        if let Some(since) = failed_since {
+            tracing::warn!(
+                failed_for_s = (ended - since) / 1000,
+                budget = self.budget(),
+                max_bytes = self.settings.max_bytes,
+                "spool writes succeed again (budget: the size limit in force)"
+            );
+        }
+        if ended - started >= super::status::TROUBLE_AFTER_MS {
+            tracing::warn!(
+                took_ms = ended - started,
+                "a spool write hung for seconds: is the filesystem frozen or the disk failing?"
+            );
+        }
+        result
+    }
+
     pub(super) fn budget(&self) -> u64 {
         self.budget.load(Ordering::Relaxed)
     }
@@ -217,7 +283,7 @@ impl Spool {
             match Store::open_origin(&self.origin, self.settings.cache_bytes, 0) {
                 Ok(s) => {
                     *self.store.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
-                    tracing::warn!(spool = %self.origin.path().display(), "spool reopened after an I/O error");
+                    tracing::debug!(spool = %self.origin.path().display(), "spool reopened after an I/O error");
                     return Ok(());
                 }
                 // a reader still holds the old handle for a moment
@@ -265,17 +331,26 @@ impl Spool {
         let (counts, _) = self.store()?.counts()?;
         // The disk holds less than max_bytes: charge no more than it took, less a tenth.
         let fits = counts.logical_bytes / 10 * 9;
-        self.budget.fetch_min(fits, Ordering::Relaxed);
+        let before = self.budget.fetch_min(fits, Ordering::Relaxed);
         *lock(&self.last_lowered) = Some(Instant::now());
+        if fits < before {
+            tracing::warn!(
+                budget = fits,
+                was = before,
+                max_bytes = self.settings.max_bytes,
+                "the disk refused a spool commit: budget lowered to what the disk held (the size limit in force until commits succeed again)"
+            );
+        }
         let done = self.store()?.write(Write {
             budget: fits,
             now_ms: now_ms(),
             ..Write::default()
         })?;
         self.metrics.evicted.inc_by(done.evicted_readings);
-        tracing::warn!(
+        tracing::debug!(
             readings = done.evicted_readings,
             budget = fits,
+            max_bytes = self.settings.max_bytes,
             "spool could not write: evicted the oldest readings to make room"
         );
         self.refresh_status()?;
@@ -303,7 +378,7 @@ impl Spool {
                 }
                 let before = self.origin.len();
                 let started = Instant::now();
-                match store.compact() {
+                match store.compact(now_ms()) {
                     Ok(_) => {
                         let after = self.origin.len();
                         tracing::info!(before, after, took = ?started.elapsed(), "spool compacted after its backlog drained");
@@ -361,6 +436,7 @@ impl Spool {
             };
             s.next_seq = next;
             s.evicted_readings = c.evicted_readings;
+            s.budget_bytes = self.budget();
             self.metrics.show(s);
         });
         Ok((c.logical_bytes, bytes))

@@ -4,9 +4,11 @@
 //! Owns the protocol (the [`HANDSHAKE`] line, exit codes, `K`/`M`/`E` lines). Must never read
 //! the file itself: a damaged page may kill whoever reads it, and only a child may die.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::salvage::{CHECK_CLEAN, CHECK_DAMAGED, CHECK_LOCKED, HANDSHAKE};
@@ -19,6 +21,24 @@ const CHILD_WITHIN: Duration = Duration::from_secs(300);
 /// Runs `exe args`, killing it after [`CHILD_WITHIN`]; returns its stdout and exit code (None
 /// when it died: killed, aborted).
 fn child(exe: &Path, args: &[&std::ffi::OsStr]) -> (String, Option<i32>, String) {
+    let mut stdout = String::new();
+    let (code, stderr) = child_lines(exe, args, Some(CHILD_WITHIN), |l| {
+        stdout.push_str(l);
+        true
+    });
+    (stdout, code, stderr)
+}
+
+/// Runs `exe args` and hands each line of its stdout (with its newline; a last line cut short
+/// by the child's death is dropped) to `line` as it comes, until `line` returns false; kills it
+/// after `within`, or when `line` stops. Returns its exit code (None when it died: killed,
+/// aborted) and its stderr. Memory stays flat however much the child writes.
+pub(super) fn child_lines(
+    exe: &Path,
+    args: &[&std::ffi::OsStr],
+    within: Option<Duration>,
+    mut line: impl FnMut(&str) -> bool,
+) -> (Option<i32>, String) {
     let spawned = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
@@ -28,22 +48,9 @@ fn child(exe: &Path, args: &[&std::ffi::OsStr]) -> (String, Option<i32>, String)
         .spawn();
     let mut c = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            return (
-                String::new(),
-                None,
-                format!("cannot start {}: {e}", exe.display()),
-            )
-        }
+        Err(e) => return (None, format!("cannot start {}: {e}", exe.display())),
     };
-    let mut out = c.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
+    let out = c.stdout.take();
     let mut err = c.stderr.take();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -52,21 +59,46 @@ fn child(exe: &Path, args: &[&std::ffi::OsStr]) -> (String, Option<i32>, String)
         }
         s
     });
-    let deadline = Instant::now() + CHILD_WITHIN;
-    let status = loop {
-        match c.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = c.kill();
-                let _ = c.wait();
-                break None;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = stop.clone();
+    let waiter = std::thread::spawn(move || {
+        let deadline = within.map(|w| Instant::now() + w);
+        loop {
+            match c.try_wait() {
+                Ok(Some(s)) => return Some(s),
+                Ok(None)
+                    if !watch.load(Ordering::Relaxed)
+                        && deadline.is_none_or(|d| Instant::now() < d) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return None;
+                }
             }
         }
-    };
-    let stdout = reader.join().unwrap_or_default();
+    });
+    if let Some(out) = out {
+        let mut out = BufReader::new(out);
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            match out.read_line(&mut buf) {
+                Ok(n) if n > 0 && buf.ends_with('\n') => {
+                    if !line(&buf) {
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    let status = waiter.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
-    (stdout, status.and_then(|s| s.code()), stderr)
+    (status.and_then(|s| s.code()), stderr)
 }
 
 /// The check's verdict, or `None` when `exe` is not a plantgate helper (no handshake): then

@@ -63,11 +63,15 @@
 //!   what they cannot read is announced as a `damaged` gap. [`scan`] is the only other module
 //!   that imports redb, and runs only in those children.
 //! - A spool held by another process is a fatal error: two gateways must not share one.
+//! - An operator looks inside with `plantgate spool stats|export|verify` ([`forensics`]): a
+//!   child reads the file through [`store::inspect`] (read-only descriptor, redb's writes kept
+//!   in memory, locks that a running gateway's refuse), so it never changes the file.
 //! - Tests and tools can keep a spool on any redb storage backend
 //!   ([`Spool::open_with_backend`]): `tests/power_loss.rs` cuts the power on one at random
 //!   moments and checks every promise above after each cut.
 
 mod flush;
+pub mod forensics;
 pub mod head;
 mod helper;
 pub mod numbers;
@@ -118,7 +122,8 @@ pub struct Stored {
 
 /// Most readings the head holds before capture waits for the disk.
 pub const HEAD_MAX_READINGS: usize = 100_000;
-/// Most readings the head takes while the disk refuses commits.
+/// Most readings the head takes while the disk refuses commits; beyond them, new readings are
+/// dropped and counted ([`Spool::count_uncaptured`]), alarms are kept.
 pub const HEAD_FAILING_MAX: usize = 4096;
 /// Longest time between two writes of the settled watermark while records flow.
 pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
@@ -147,6 +152,14 @@ pub struct Spool {
     last_compaction: Mutex<Option<Instant>>,
     /// While a budget lowered by a failure is not back: when it was last lowered or raised.
     last_lowered: Mutex<Option<Instant>>,
+    /// When readings were last reported dropped for want of numbers or memory.
+    uncaptured_said: Mutex<Option<Instant>>,
+    /// Reads were served from the head alone because the store could not be read.
+    partial_reads: std::sync::atomic::AtomicBool,
+    /// A read of the store succeeded after partial ones.
+    reads_healed: std::sync::atomic::AtomicBool,
+    /// When the last "spool full" line was logged, and the readings evicted since.
+    evictions_said: Mutex<(Option<Instant>, u64)>,
 }
 
 pub(crate) const FILE: &str = "spool.redb";
@@ -193,10 +206,12 @@ impl Spool {
         let Some(until) = lock(&self.numbers).wants_reserve(need) else {
             return Ok(());
         };
-        self.store()?.write(Write {
-            reserved_until: Some(until),
-            budget: u64::MAX,
-            ..Write::default()
+        self.durable(|s| {
+            s.write(Write {
+                reserved_until: Some(until),
+                budget: u64::MAX,
+                ..Write::default()
+            })
         })?;
         lock(&self.numbers).reserved(until);
         Ok(())
@@ -206,12 +221,18 @@ impl Spool {
     /// deadline (alarms at once). Never blocks on the disk; returns `None` only when the numbers
     /// are not reserved ([`Spool::reserve`] first).
     pub fn capture(&self, poll: &DevicePoll) -> Option<Stored> {
+        self.capture_keeping(poll, 0)
+    }
+
+    /// [`Spool::capture`], but only while `keep` reserved numbers are left after it: while the
+    /// disk refuses new reservations, the last numbers are kept for alarms.
+    pub fn capture_keeping(&self, poll: &DevicePoll, keep: u64) -> Option<Stored> {
         let n = (poll.samples.len() + poll.alarms.len()) as u64;
         // The numbers are taken under the head's lock (head, then numbers: the order every user
         // of both keeps): a flush that computes the settled watermark from the head and the next
         // number must never see numbers handed out whose records are not in the head yet.
         let mut head = lock(&self.head);
-        let first = lock(&self.numbers).take(n)?;
+        let first = lock(&self.numbers).take_keeping(n, keep)?;
         let now = Instant::now();
         let deadline = now + self.settings.sync;
         let mut seq = first;
@@ -260,8 +281,38 @@ impl Spool {
     /// Whether capture should wait: the head is full, or the disk refuses commits and the head
     /// already holds a commit's worth (as the pollers' channel did before the head existed).
     pub fn head_full(&self) -> bool {
-        let n = lock(&self.head).readings();
-        n >= HEAD_MAX_READINGS || (self.failing.load(Ordering::Relaxed) && n >= HEAD_FAILING_MAX)
+        lock(&self.head).readings() >= HEAD_MAX_READINGS
+    }
+
+    /// Whether readings can no longer be taken in: the disk refuses commits and the head holds
+    /// [`HEAD_FAILING_MAX`] readings that neither it nor the broker has taken. Alarms still are.
+    pub fn refuses_readings(&self) -> bool {
+        (self.failing.load(Ordering::Relaxed) || self.disk_hangs())
+            && lock(&self.head).readings() >= HEAD_FAILING_MAX
+    }
+
+    /// A durable write has not returned for a second: the disk hangs (frozen, dying). Reads
+    /// then keep off the store, which may wait behind that write.
+    pub(crate) fn disk_hangs(&self) -> bool {
+        self.state.write_running_for(1000, crate::record::now_ms())
+    }
+
+    /// Readings of a poll that could not be numbered (the disk refuses commits and
+    /// reservations): dropped, counted and shown, never sent. Their alarms are kept.
+    pub fn count_uncaptured(&self, readings: usize) {
+        self.metrics.uncaptured.inc_by(readings as u64);
+        let total = self.state.update(|s| {
+            s.uncaptured_readings += readings as u64;
+            s.uncaptured_readings
+        });
+        let mut said = lock(&self.uncaptured_said);
+        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            *said = Some(Instant::now());
+            tracing::error!(
+                total,
+                "the spool's disk refuses writes and no numbers or memory are left for readings: readings are dropped (counted) until it takes them again; alarms are still numbered and sent"
+            );
+        }
     }
 
     /// When the next record in the head falls due for a commit, if any.
@@ -293,7 +344,9 @@ impl Spool {
                     .collect(),
             )
         };
-        if readings.is_empty() && alarms.is_empty() && gaps.is_empty() {
+        // While a write hangs, a delete would wait behind it and hold up every later
+        // acknowledgement of records in memory: stored ones are then left to be sent again.
+        if (readings.is_empty() && alarms.is_empty() && gaps.is_empty()) || self.disk_hangs() {
             self.state
                 .update(|s| s.head_readings = lock(&self.head).readings() as u64);
             return Ok(());

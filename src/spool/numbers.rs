@@ -38,9 +38,14 @@ impl Numbers {
     /// Takes `n` consecutive numbers and returns the first, or `None` when they are not
     /// reserved yet (reserve first: [`Numbers::wants_reserve`]).
     pub fn take(&mut self, n: u64) -> Option<Seq> {
+        self.take_keeping(n, 0)
+    }
+
+    /// [`Numbers::take`], but only while `keep` reserved numbers would be left after it.
+    pub fn take_keeping(&mut self, n: u64, keep: u64) -> Option<Seq> {
         let first = self.next;
         let end = first.checked_add(n)?;
-        (end <= self.reserved_until).then(|| {
+        (end.saturating_add(keep) <= self.reserved_until).then(|| {
             self.next = end;
             first
         })

@@ -5,14 +5,16 @@
 //! other meanwhile is seen at least once, and duplicates fall out by key. Must never change
 //! what is pending, except to drop an entry that cannot be decoded (logged).
 
-use super::store::StoreError;
+use std::sync::atomic::Ordering;
+
+use super::store::{Store, StoreError};
 use super::{lock, Spool};
 use crate::record::{codec, AlarmEvent, Gap, Reading, Seq};
 
 impl Spool {
     /// Pending gaps from `from`, oldest first. Blocking.
     pub fn gaps(&self, from: Seq, max: usize) -> Result<Vec<Gap>, StoreError> {
-        let rows = self.store()?.gaps(from, max)?;
+        let rows = self.stored_rows(|s| s.gaps(from, max));
         Ok(rows
             .into_iter()
             .filter_map(|(k, v)| codec::decode_gap(k, &v).ok())
@@ -28,7 +30,7 @@ impl Spool {
             .into_iter()
             .map(|a| (a.seq, (*a).clone()))
             .collect();
-        for (k, v) in self.store()?.alarms(from, max)? {
+        for (k, v) in self.stored_rows(|s| s.alarms(from, max)) {
             match codec::decode_alarm(k, &v) {
                 Ok(a) => {
                     out.insert(k, a);
@@ -53,7 +55,7 @@ impl Spool {
             .into_iter()
             .map(|(k, r)| (k, (*r).clone()))
             .collect();
-        for (k, v) in self.store()?.readings(from, below, max)? {
+        for (k, v) in self.stored_rows(|s| s.readings(from, below, max)) {
             match codec::decode_batch(k, &v) {
                 Ok(r) => {
                     all.insert(k, r);
@@ -71,6 +73,42 @@ impl Spool {
             out.push((k, r));
         }
         Ok(out)
+    }
+
+    /// The store's rows, or none when it cannot be read (being reopened after an I/O error, a
+    /// read-only or failing disk) or should not be (a write hangs, and a read could wait behind
+    /// it): the head alone still holds everything captured since, so live
+    /// records keep flowing. Such reads are partial: [`Spool::partial_reads_healed`] tells the
+    /// reader to start again from the beginning once the store is back.
+    fn stored_rows<T>(&self, read: impl FnOnce(&Store) -> Result<Vec<T>, StoreError>) -> Vec<T> {
+        let rows = if self.disk_hangs() {
+            Err(StoreError::Io(
+                "a spool write hangs; reading from memory".into(),
+            ))
+        } else {
+            self.store().and_then(|s| read(&s))
+        };
+        match rows {
+            Ok(rows) => {
+                if self.partial_reads.swap(false, Ordering::Relaxed) {
+                    self.reads_healed.store(true, Ordering::Relaxed);
+                }
+                rows
+            }
+            Err(e) => {
+                if !self.partial_reads.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "the spool's store cannot be read: sending what is in memory only");
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Whether reads were served from memory alone while the store could not be read, and a
+    /// read of the store has succeeded since: the reader's cursors may have passed stored
+    /// records, so it should read from the beginning again. Clears the mark.
+    pub fn partial_reads_healed(&self) -> bool {
+        self.reads_healed.swap(false, Ordering::Relaxed)
     }
 
     fn discard_undecodable(&self, readings: &[u64], alarms: &[u64], e: &codec::DecodeError) {

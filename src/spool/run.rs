@@ -20,6 +20,9 @@ use crate::record::DevicePoll;
 
 type Flush = JoinHandle<Result<bool, StoreError>>;
 
+/// While commits keep failing, how often the log repeats it.
+const REPEAT_LOG: Duration = Duration::from_secs(60);
+
 /// Runs until every poller has dropped its sender; captured records go to `tap` (live
 /// consumers: demo printer, local broker; best effort). Ends after committing what is due; the
 /// clean close ([`Spool::close`]) is the caller's, once the uplink has stopped.
@@ -32,6 +35,9 @@ pub async fn run_appender(
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     let mut open = true;
+    let mut failures = 0u64;
+    let mut said: Option<Instant> = None;
+    let mut reservation = Reservation::default();
     while open || flush.is_some() {
         let due = next_flush(&spool, retry_at);
         tokio::select! {
@@ -42,13 +48,21 @@ pub async fn run_appender(
                     Ok(Ok(_)) => {
                         retry_at = None;
                         backoff = Duration::from_millis(100);
+                        failures = 0;
                     }
                     Ok(Err(e)) => {
                         spool.count_append_error();
-                        tracing::error!(error = %e, retry_in = ?backoff, "spool commit failed; holding the records in memory and retrying");
+                        failures += 1;
+                        // The first failure, then one line a minute while the disk refuses.
+                        let say = failures == 1 || said.is_none_or(|t| t.elapsed() >= REPEAT_LOG);
+                        if say {
+                            said = Some(Instant::now());
+                            tracing::error!(error = %e, failures, retry_in = ?backoff, "spool commit failed; holding the records in memory (published live, not stored) and retrying");
+                        }
                         let s = spool.clone();
-                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.recover()).await {
-                            tracing::error!(error = %e, "spool could not recover yet; retrying");
+                        match tokio::task::spawn_blocking(move || s.recover()).await {
+                            Ok(Err(e)) if say => tracing::error!(error = %e, "spool could not recover yet; retrying"),
+                            _ => {}
                         }
                         retry_at = Some(Instant::now() + backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -57,7 +71,7 @@ pub async fn run_appender(
                 }
             }
             p = input.recv(), if open && !spool.head_full() => match p {
-                Some(p) => capture(&spool, &p, &tap).await,
+                Some(p) => capture(&spool, &p, &tap, &mut reservation).await,
                 None => open = false,
             },
             () = sleep_until(due.unwrap_or_else(far)), if flush.is_none() && due.is_some() => {}
@@ -92,26 +106,121 @@ fn far() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
 
-async fn capture(spool: &Arc<Spool>, p: &DevicePoll, tap: &broadcast::Sender<Arc<Stored>>) {
-    let need = (p.samples.len() + p.alarms.len()) as u64;
-    loop {
-        if spool.needs_reserve(need) {
+/// Numbers kept for alarms while the disk refuses reservations: when the reserved numbers run
+/// low, readings are dropped (counted) so that alarm transitions can still be numbered and sent.
+pub const ALARM_NUMBERS: u64 = 2048;
+
+/// A reservation still running after this counts as refused (the disk hangs): capture does not
+/// wait for it, and the numbers kept for alarms apply.
+const RESERVE_HANGS_AFTER: Duration = Duration::from_secs(1);
+
+/// The reservation of the next block of numbers, which runs beside capture: capture never waits
+/// for a disk that hangs.
+#[derive(Default)]
+struct Reservation {
+    task: Option<(JoinHandle<Result<(), StoreError>>, Instant)>,
+    /// The last reservation failed (the disk refuses writes).
+    refused: bool,
+    /// When the store was last reopened from here, while reservations failed.
+    recovered_at: Option<Instant>,
+}
+
+impl Reservation {
+    /// Collects a finished reservation, and starts one when the numbers run low.
+    async fn tend(&mut self, spool: &Arc<Spool>, need: u64) {
+        if self.task.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+            self.wait(Duration::ZERO, spool).await;
+        }
+        if self.task.is_none() && spool.needs_reserve(need) {
             let s = spool.clone();
-            match tokio::task::spawn_blocking(move || s.reserve(need)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    spool.count_append_error();
-                    tracing::error!(error = %e, "cannot reserve sequence numbers; retrying");
+            let task = tokio::task::spawn_blocking(move || s.reserve(need));
+            self.task = Some((task, Instant::now()));
+        }
+    }
+
+    /// Refused, or hanging: capture must do with the numbers it has.
+    fn stuck(&self) -> bool {
+        self.refused
+            || self
+                .task
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= RESERVE_HANGS_AFTER)
+    }
+
+    /// Waits up to `max` for the running reservation and notes how it went.
+    async fn wait(&mut self, max: Duration, spool: &Arc<Spool>) {
+        let Some((task, _)) = self.task.as_mut() else {
+            tokio::time::sleep(max).await;
+            return;
+        };
+        let Ok(done) = tokio::time::timeout(max, task).await else {
+            return;
+        };
+        self.task = None;
+        match done {
+            Ok(Ok(())) => self.refused = false,
+            Ok(Err(e)) => {
+                self.refused = true;
+                spool.count_append_error();
+                tracing::debug!(error = %e, "cannot reserve sequence numbers; retrying");
+                // The spool's task is held here while alarms wait for numbers: reopen the store
+                // now and then, or a disk that comes back would never be used again.
+                if self
+                    .recovered_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                {
+                    self.recovered_at = Some(Instant::now());
+                    let s = spool.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.recover()).await;
                 }
-                Err(e) => tracing::error!(error = %e, "reservation task failed"),
+            }
+            Err(e) => tracing::error!(error = %e, "reservation task failed"),
+        }
+    }
+}
+
+async fn capture(
+    spool: &Arc<Spool>,
+    p: &DevicePoll,
+    tap: &broadcast::Sender<Arc<Stored>>,
+    reservation: &mut Reservation,
+) {
+    let need = (p.samples.len() + p.alarms.len()) as u64;
+    // Set once this poll's readings are dropped: then only its alarms are left to number.
+    let mut alarms_only: Option<DevicePoll> = None;
+    loop {
+        reservation.tend(spool, need).await;
+        // The head is full of readings neither the disk nor the broker took: no more readings.
+        let full = spool.refuses_readings() && alarms_only.is_none();
+        let degraded = reservation.stuck() || full;
+        let keep = if degraded && alarms_only.is_none() {
+            ALARM_NUMBERS
+        } else {
+            0
+        };
+        if !full {
+            if let Some(stored) = spool.capture_keeping(alarms_only.as_ref().unwrap_or(p), keep) {
+                let _ = tap.send(Arc::new(stored));
+                return;
             }
         }
-        if let Some(stored) = spool.capture(p) {
-            let _ = tap.send(Arc::new(stored));
-            return;
+        if degraded && alarms_only.is_none() {
+            // Nothing is numbered without a durable reservation, and the disk refuses or hangs:
+            // the readings go (counted, on the page), the alarms wait for the numbers kept for
+            // them.
+            spool.count_uncaptured(p.samples.len());
+            if p.alarms.is_empty() {
+                return;
+            }
+            alarms_only = Some(DevicePoll {
+                device: p.device.clone(),
+                samples: Vec::new(),
+                alarms: p.alarms.clone(),
+            });
+            continue;
         }
-        // Not reserved (the reservation failed): wait a little and try again. Nothing is
+        // Short of numbers while the reservation runs: wait for it a little. Nothing is
         // numbered without a durable reservation.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        reservation.wait(Duration::from_millis(200), spool).await;
     }
 }

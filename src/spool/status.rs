@@ -38,9 +38,71 @@ pub struct SpoolStatus {
     pub evicted_readings: u64,
     /// Commits that failed since start.
     pub append_errors: u64,
+    /// Readings dropped since start because the disk refused them and the numbers left were
+    /// kept for alarms, or the memory for them was full: never numbered, never sent.
+    pub uncaptured_readings: u64,
     /// Spool files found damaged and salvaged since start, and why the last one was.
     pub damaged_files: u64,
     pub last_damage: Option<String>,
+    /// The durable write running now (commit or reservation), if any: when it started. A disk
+    /// that hangs (frozen, dying) shows as a write that does not end.
+    pub write_started_ms: Option<i64>,
+    /// Durable writes running now (a commit and a reservation can overlap).
+    pub writes_in_flight: u32,
+    /// Since when durable writes fail (disk full, read-only, I/O errors), while they do.
+    pub failing_since_ms: Option<i64>,
+    /// The last durable write's error, while writes fail.
+    pub last_error: Option<String>,
+    /// When the last durable write succeeded.
+    pub last_durable_ms: Option<i64>,
+    /// The largest charge before readings are evicted (`max_bytes` less headroom, lower after
+    /// a disk-full failure until commits succeed again): the limit in force.
+    pub budget_bytes: u64,
+}
+
+/// How long a durable write may hang, or writes may keep failing, before the disk counts as in
+/// trouble: on the page, in readiness and in `spool_disk_trouble_seconds`. An eMMC's slow
+/// fsync takes well under a second; a frozen or read-only filesystem never ends or never
+/// succeeds.
+pub const TROUBLE_AFTER_MS: i64 = 5_000;
+
+/// Why the spool's disk is in trouble, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskTrouble {
+    pub since_ms: i64,
+    pub reason: String,
+}
+
+impl SpoolStatus {
+    /// Whether the disk has been in trouble for at least [`TROUBLE_AFTER_MS`] at `now_ms`: a
+    /// write hanging that long, or writes failing that long.
+    pub fn disk_trouble(&self, now_ms: i64) -> Option<DiskTrouble> {
+        let hung = self
+            .write_started_ms
+            .filter(|t| now_ms - t >= TROUBLE_AFTER_MS)
+            .map(|t| DiskTrouble {
+                since_ms: t,
+                reason: format!(
+                    "a spool write has not finished for {} s (the filesystem is frozen or the disk hangs)",
+                    (now_ms - t) / 1000
+                ),
+            });
+        let failing = self
+            .failing_since_ms
+            .filter(|t| now_ms - t >= TROUBLE_AFTER_MS)
+            .map(|t| DiskTrouble {
+                since_ms: t,
+                reason: format!(
+                    "spool writes have failed for {} s: {}",
+                    (now_ms - t) / 1000,
+                    self.last_error.as_deref().unwrap_or("unknown error")
+                ),
+            });
+        match (hung, failing) {
+            (Some(h), Some(f)) => Some(if h.since_ms <= f.since_ms { h } else { f }),
+            (h, f) => h.or(f),
+        }
+    }
 }
 
 /// The shared, read-only-for-others state of the spool.
@@ -56,8 +118,15 @@ impl SpoolState {
         lock(&self.0).clone()
     }
 
-    pub(super) fn update(&self, f: impl FnOnce(&mut SpoolStatus)) {
-        f(&mut lock(&self.0));
+    /// Whether a durable write has been running for at least `ms` at `now_ms`.
+    pub fn write_running_for(&self, ms: i64, now_ms: i64) -> bool {
+        lock(&self.0)
+            .write_started_ms
+            .is_some_and(|t| now_ms - t >= ms)
+    }
+
+    pub(super) fn update<R>(&self, f: impl FnOnce(&mut SpoolStatus) -> R) -> R {
+        f(&mut lock(&self.0))
     }
 }
 
@@ -74,6 +143,7 @@ pub struct SpoolMetrics {
     pub(super) commit: Histogram,
     pub(super) damaged_files: Counter,
     pub(super) damaged_lost: Counter,
+    pub(super) uncaptured: Counter,
 }
 
 impl Default for SpoolMetrics {
@@ -89,6 +159,7 @@ impl Default for SpoolMetrics {
             commit: seconds_histogram(),
             damaged_files: Counter::default(),
             damaged_lost: Counter::default(),
+            uncaptured: Counter::default(),
         }
     }
 }
@@ -123,17 +194,37 @@ impl SpoolMetrics {
             "Size of the spool file on disk",
             self.file_bytes.clone(),
         );
+        let oldest = state.clone();
         reg.register_collector(Computed::new(
             "spool_oldest_age_seconds",
             "Age of the oldest unacknowledged reading (0 when none)",
             move || {
-                let age = state
+                let age = oldest
                     .get()
                     .oldest_ts_ms
                     .map(|t| (now_ms() - t).max(0) as f64 / 1000.0)
                     .unwrap_or(0.0);
                 vec![(Vec::new(), age)]
             },
+        ));
+        let trouble = state.clone();
+        reg.register_collector(Computed::new(
+            "spool_disk_trouble_seconds",
+            "How long durable spool writes have hung or failed (0 when the disk is fine; counted after 5 s)",
+            move || {
+                let now = now_ms();
+                let s = trouble.get();
+                let secs = s
+                    .disk_trouble(now)
+                    .map(|t| (now - t.since_ms).max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                vec![(Vec::new(), secs)]
+            },
+        ));
+        reg.register_collector(Computed::new(
+            "spool_budget_bytes",
+            "The spool's size limit in force: beyond it the oldest readings are evicted (lower than max_bytes after a disk-full failure, until commits succeed)",
+            move || vec![(Vec::new(), state.get().budget_bytes as f64)],
         ));
         reg.register(
             "spool_captured_records",
@@ -155,6 +246,11 @@ impl SpoolMetrics {
             "Bytes this process caused to be written to storage (/proc/self/io write_bytes): the flash wear figure",
             || crate::metrics::process_write_bytes().map(|b| vec![(Vec::new(), b)]).unwrap_or_default(),
         ));
+        reg.register(
+            "spool_uncaptured_readings",
+            "Readings dropped because the disk refused them and no sequence numbers or memory were left for them (alarms never are); never sent",
+            self.uncaptured.clone(),
+        );
         reg.register(
             "spool_evicted_readings",
             "Readings evicted because the spool was full (alarms never are)",

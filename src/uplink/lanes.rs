@@ -63,7 +63,15 @@ impl Uplink {
         window: &mut Window,
         lanes: &mut Lanes,
     ) -> Result<(), UplinkError> {
-        // Spool reads are short read transactions on a bounded page cache; they run inline.
+        if self.spool.partial_reads_healed() {
+            // While the store could not be read, the cursors may have passed records it held:
+            // read every lane from its start again (what is in flight may go twice, with the
+            // same number and payload).
+            lanes.alarm_from = 0;
+            lanes.gaps_sent.clear();
+            lanes.live_from = lanes.live_mark;
+            lanes.backlog_from = 0;
+        }
         while window.can_send() {
             // whatever is in flight sits ahead of the next alarm in the connection, so a drain
             // must not fill the whole window with big batches

@@ -28,12 +28,13 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::Registry;
+use crate::metrics::{Labels, Registry};
 
 /// Connections served at once; more are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -57,6 +58,10 @@ pub struct WebMetrics {
     open: Gauge,
     refused: Counter,
     expired: Counter,
+    /// Bytes of each response (head and body), by route.
+    pub(super) bytes: Family<Labels, Counter>,
+    /// Tap batches the trend and alarm-log task missed.
+    pub(super) lagged: Counter,
 }
 
 impl WebMetrics {
@@ -76,6 +81,16 @@ impl WebMetrics {
             "web_connections_expired",
             "Connections closed because they reached the status page's connection lifetime",
             m.expired.clone(),
+        );
+        reg.register(
+            "web_response_bytes",
+            "Bytes the status server sent (response head and body), by route",
+            m.bytes.clone(),
+        );
+        reg.register(
+            "web_tap_lagged_batches",
+            "Captured batches the status page's trends and alarm log missed because they fell behind",
+            m.lagged.clone(),
         );
         m
     }

@@ -11,7 +11,8 @@
 //! 1,000 devices; end-to-end readings/s and CPU seconds per 1,000 readings; capture → subscriber
 //! latency; alarm latency from the register change, idle and while a 1,000,000-reading backlog
 //! drains; resident memory at 10 and 200 devices; the first reading after the broker returns;
-//! reopening a 1,000,000-record spool after a clean stop and after `kill -9`.
+//! reopening a 1,000,000-record spool after a clean stop and after `kill -9`, and the start's
+//! integrity check of the file at 1M records and at ~16M (`PLANTGATE_PERF_BIG_RECORDS`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -439,6 +440,7 @@ async fn reopen(results: &Mutex<Vec<(String, f64, String)>>) {
     );
     spool.close().unwrap();
     drop(spool);
+    start_check(results, &cfg, "1M");
     // a child that appends until it is killed
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("PLANTGATE_PERF_CHILD", &st.path)
@@ -457,6 +459,42 @@ async fn reopen(results: &Mutex<Vec<(String, f64, String)>>) {
         "ms",
     );
     drop(spool);
+    // A spool near a plant PC's max_bytes: PLANTGATE_PERF_BIG_RECORDS more records (default
+    // 15M, ~400 MB in all), then the start's check again.
+    let more: u64 = std::env::var("PLANTGATE_PERF_BIG_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15_000_000);
+    if more > 0 {
+        fill_spool(&st.path, more);
+        start_check(results, &cfg, "big");
+    }
+}
+
+/// What every start does before it opens the spool: redb's integrity check of the whole file,
+/// in a child process (`plantgate spool-check`), with the file's size beside it.
+fn start_check(
+    results: &Mutex<Vec<(String, f64, String)>>,
+    cfg: &plantgate::config::Config,
+    what: &str,
+) {
+    let file = cfg.gateway.data_dir.join("spool.redb");
+    let size = std::fs::metadata(&file).unwrap().len();
+    let t = Instant::now();
+    let out = Command::new(binary())
+        .arg("spool-check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    assert!(out.status.success(), "spool-check failed: {out:?}");
+    figure(
+        results,
+        &format!("start_check.{what}.file_mb"),
+        size as f64 / 1e6,
+        "MB",
+    );
+    figure(results, &format!("start_check.{what}"), ms, "ms");
 }
 
 fn child_appender(path: &str) -> ! {

@@ -4,6 +4,7 @@
 //!   configurations the tests poll.
 //! - [`status`]: the only place that reads the gateway's internal status board.
 //! - [`platform`]: PKI, brokers and the platform's subscriber.
+//! - [`browser`]: headless Chromium on the status page.
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use plantgate::config::Config;
 
+mod browser;
 mod gateway;
 mod platform;
 mod status;
 
+pub use browser::*;
 pub use gateway::*;
 pub use platform::*;
 pub use status::*;
@@ -121,10 +124,20 @@ pub async fn simulators(units: u8) -> (u16, Vec<Arc<plantgate::sim::Controller>>
 
 /// GET `path` from the status server; returns (status, headers as text, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    http_get_with(addr, path, "").await
+}
+
+/// GET `path` with `headers` (each line ending in `\r\n`) added to the request.
+pub async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();

@@ -215,7 +215,7 @@ pub fn summary(c: &Config) -> String {
 }
 
 /// `RTU /dev/ttyUSB0 9600 8N1` or `TCP 192.168.1.50:502`.
-fn link(link: &Link) -> String {
+pub(crate) fn link(link: &Link) -> String {
     match link {
         Link::Rtu(r) => format!(
             "RTU {} {} {}{}{}",

@@ -15,7 +15,9 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 pub use redb::StorageBackend;
 
 mod evict;
+pub mod inspect;
 mod origin;
+mod overlay;
 mod read;
 
 pub use origin::Origin;
@@ -42,6 +44,8 @@ const SETTLED: &str = "settled_below";
 const READINGS_PENDING: &str = "readings_pending";
 const LOGICAL_BYTES: &str = "logical_bytes";
 const EVICTED: &str = "evicted_readings";
+/// When the file was last compacted, ms since the epoch (absent: never, or before this was kept).
+const LAST_COMPACTION: &str = "last_compaction_ms";
 
 /// Bytes a stored entry is charged beyond its value: key, B-tree slot and page slack.
 pub const ENTRY_OVERHEAD: u64 = 24;
@@ -219,11 +223,20 @@ impl Store {
         &self.origin
     }
 
-    /// Rewrites the file without its free pages; returns whether it shrank.
-    pub fn compact(&mut self) -> Result<bool, StoreError> {
-        self.db
+    /// Rewrites the file without its free pages, then records `now_ms` as the last
+    /// compaction's time (`meta` `last_compaction_ms`, for `plantgate spool stats`); returns
+    /// whether it shrank.
+    pub fn compact(&mut self, now_ms: i64) -> Result<bool, StoreError> {
+        let shrank = self
+            .db
             .compact()
-            .map_err(|e| StoreError::Io(format!("compaction: {e}")))
+            .map_err(|e| StoreError::Io(format!("compaction: {e}")))?;
+        self.transact(Durability::Immediate, |tx| {
+            let mut meta = tx.open_table(META)?;
+            meta.insert(LAST_COMPACTION, u64::try_from(now_ms).unwrap_or(0))?;
+            Ok(())
+        })?;
+        Ok(shrank)
     }
 
     fn transact<T>(

@@ -1,124 +1,171 @@
-// plantgate status page: polls /api/status every second and renders it. No dependencies.
+// plantgate status page: follows /api/status?since= every second (only what changed since the
+// version it holds), the trends of the devices on screen and the alarm log, each only when they
+// changed (If-None-Match). Renders with filters, alarms on top. Needs i18n.js and spark.js.
 "use strict";
 
-const T = {
-  en: {
-    clock: "Clock", uptime: "Up", config: "Config", active_alarms: "Active alarms", no_alarms: "No active alarms",
-    uplink: "Command platform link", spool: "Local store", connected: "Connected", disconnected: "Not connected",
-    not_configured: "No upstream configured", endpoint: "Broker", since: "Since", last_ack: "Last acknowledgement",
-    last_error: "Last error", cert: "Certificate expires", days: "days", cert_warn: "renew soon",
-    backlog: "Waiting to send", readings: "readings", alarms: "alarms", size: "Disk", oldest: "Oldest waiting",
-    evicted: "Readings dropped (store full)", append_errors: "Write errors", wear: "Written to storage", per_day: "per day",
-    in_memory: "in memory (not yet on disk)", gaps: "Gaps to announce",
-    bus: "Bus", utilisation: "line busy", device: "Device", unit: "unit", health_ok: "OK", health_degraded: "Degraded",
-    health_offline: "Offline", health_unknown: "Not polled yet", last_poll: "Last poll", success: "Success",
-    point: "Point", value: "Value", quality: "Quality", age: "Age", level: "Alarm",
-    stale: "The gateway does not answer: the values below are not current.",
-    low: "LOW", high: "HIGH", fault: "FAULT", normal: "normal", unknown: "unknown",
-    hi: "HI", hihi: "HIHI", lo: "LO", lolo: "LOLO", inhibit: "inhibited", warning: "WARNING",
-    good: "good", timeout: "timeout", exception: "exception", bad_frame: "bad reply", disconnected_q: "line down", offline: "offline", bad_value: "not a number",
-    s: "s", ago: "ago", never: "never", lang: "中文",
-  },
-  zh: {
-    clock: "时间", uptime: "运行", config: "配置", active_alarms: "当前报警", no_alarms: "无报警",
-    uplink: "指挥平台连接", spool: "本地缓存", connected: "已连接", disconnected: "未连接",
-    not_configured: "未配置上行", endpoint: "服务器", since: "连接于", last_ack: "最近确认",
-    last_error: "最近错误", cert: "证书到期", days: "天", cert_warn: "请尽快更新",
-    backlog: "待发送", readings: "条读数", alarms: "条报警", size: "磁盘", oldest: "最早待发",
-    evicted: "已丢弃读数（缓存满）", append_errors: "写入错误", wear: "存储写入量", per_day: "每天",
-    in_memory: "在内存中（尚未落盘）", gaps: "待通告的缺口",
-    bus: "总线", utilisation: "线路占用", device: "设备", unit: "站号", health_ok: "正常", health_degraded: "部分异常",
-    health_offline: "离线", health_unknown: "尚未采集", last_poll: "最近采集", success: "成功率",
-    point: "测点", value: "数值", quality: "质量", age: "时长", level: "报警",
-    stale: "网关无响应：以下数值不是最新的。",
-    low: "低报", high: "高报", fault: "故障", normal: "正常", unknown: "未知",
-    hi: "高限", hihi: "高高限", lo: "低限", lolo: "低低限", inhibit: "屏蔽", warning: "预警",
-    good: "正常", timeout: "超时", exception: "异常应答", bad_frame: "报文错误", disconnected_q: "线路断开", offline: "离线", bad_value: "非数值",
-    s: "秒", ago: "前", never: "从未", lang: "English",
-  },
-};
+const $ = (id) => document.getElementById(id);
+const S = { version: "0", devs: [], buses: [], util: [], polled: [], gw: null, up: null, sp: null, order: "" };
+const TR = {}; // device index → { etag, bucketMs, points: { name: {from, lo, hi} }, at, pending }
+const LOG = { newest: null, etag: null, events: [], lagged: 0, dirty: true };
+const visible = new Set();
+const perf = { firstRender: null, bytes: 0 };
+let tick = 0;
+let wantBus = new URLSearchParams(location.search).get("bus");
 
-function pickLang() {
-  const q = new URLSearchParams(location.search).get("lang");
-  if (q === "zh" || q === "en") return q;
-  const saved = localStorage.getItem("plantgate.lang");
-  if (saved === "zh" || saved === "en") return saved;
-  return (navigator.languages || [navigator.language || "en"]).some((l) => String(l).toLowerCase().startsWith("zh")) ? "zh" : "en";
-}
-
-let lang = pickLang();
-let last = null;
-const t = (k) => (T[lang] && T[lang][k]) || T.en[k] || k;
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
-
-function dur(s) {
-  if (s === null || s === undefined) return "–";
-  if (s < 120) return s + " " + t("s");
-  if (s < 7200) return Math.round(s / 60) + " min";
-  if (s < 172800) return Math.round(s / 3600) + " h";
-  return Math.round(s / 86400) + " d";
-}
-
-function ago(ms, now) { return ms ? dur(Math.max(0, Math.round((now - ms) / 1000))) + " " + t("ago") : t("never"); }
-
-function bytes(n) {
-  if (n < 1024) return Math.round(n) + " B";
-  if (n < 1048576) return (n / 1024).toFixed(1) + " KiB";
-  if (n < 1073741824) return (n / 1048576).toFixed(1) + " MiB";
-  return (n / 1073741824).toFixed(2) + " GiB";
-}
-
-function fmtValue(p) {
-  if (p.value === null || p.value === undefined) return "–";
-  if (typeof p.value === "number" && !Number.isInteger(p.value)) return p.value.toFixed(2).replace(/\.?0+$/, "") + (p.unit ? " " + p.unit : "");
-  return String(p.value) + (p.unit ? " " + p.unit : "");
-}
-
-function quality(q) { return q === "disconnected" ? t("disconnected_q") : t(q || "unknown"); }
-
-function facts(dl, rows) {
-  dl.replaceChildren();
-  for (const [k, v, cls] of rows) {
-    dl.append(el("dt", null, k));
-    dl.append(el("dd", cls || null, v));
+function applyStatus(s) {
+  Object.assign(S, { version: s.version, gw: s.gateway, up: s.uplink, sp: s.spool, util: s.util, polled: s.polled });
+  if (s.full) {
+    S.buses = s.buses;
+    // Devices of one profile share their points' layout (sent once).
+    S.devs = s.devices.map((d) => ({ layout: Object.assign(d.layout, { points: s.layouts[d.layout.points] }), dyn: d, card: null, dirty: true }));
+    for (const k in TR) delete TR[k];
+    buildCards();
+  } else {
+    for (const d of s.devices) {
+      const D = S.devs[d.i];
+      if (D) Object.assign(D, { dyn: d, dirty: true });
+    }
   }
 }
 
-function applyStatic() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
-  document.getElementById("lang").textContent = t("lang");
+const io = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const i = Number(e.target.dataset.i);
+    if (e.isIntersecting) { visible.add(i); fetchTrend(i); } else visible.delete(i);
+  }
+}, { rootMargin: "200px" });
+
+function buildCards() {
+  io.disconnect();
+  visible.clear();
+  const grid = $("devices");
+  grid.replaceChildren();
+  S.order = "";
+  S.devs.forEach((D, i) => {
+    D.card = el("article", "card device");
+    D.card.dataset.device = D.layout.name;
+    D.card.dataset.i = i;
+    grid.append(D.card);
+    io.observe(D.card);
+  });
+  // The bus asked for in the address applies once its option exists (after the first load).
+  const bus = $("f-bus"), keep = wantBus !== null ? wantBus : bus.value;
+  wantBus = null;
+  bus.replaceChildren(bus.firstElementChild);
+  for (const b of S.buses) { const o = el("option", null, b.name); o.value = b.name; bus.append(o); }
+  bus.value = keep;
+  $("device-names").replaceChildren(...S.devs.map((D) => { const o = el("option"); o.value = D.layout.name; return o; }));
 }
 
-function render(s) {
-  const now = s.gateway.now_ms;
-  document.getElementById("gw-id").textContent = s.gateway.id;
-  document.getElementById("gw-version").textContent = "v" + s.gateway.version;
-  document.getElementById("clock").textContent = new Date(now).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
-  document.getElementById("uptime").textContent = dur(s.gateway.uptime_s);
-  document.getElementById("config").textContent = s.gateway.config_path + " (" + s.gateway.config_sha256.slice(0, 12) + ")";
+// How urgently a device needs a look: its most severe point, an offline device as a fault.
+function devRank(D) {
+  let r = D.dyn.health === "offline" ? 3 : 0;
+  for (const x of D.dyn.p) r = Math.max(r, rank(x[2]));
+  return r;
+}
 
-  // Active alarms first, unmistakable.
-  const box = document.getElementById("alarms");
-  const list = document.getElementById("alarm-list");
-  list.replaceChildren();
-  for (const a of s.active_alarms) {
-    list.append(el("li", "lvl-" + a.level, "⚠ " + t(a.level) + " — " + a.device + " · " + a.point + (a.value !== null ? " = " + a.value : "")));
+function filters() {
+  return { bus: $("f-bus").value, device: $("f-device").value.trim().toLowerCase(), state: $("f-state").value, point: $("f-point").value.trim().toLowerCase() };
+}
+
+function matches(D, f) {
+  const p = D.dyn.p;
+  if (f.bus && D.layout.bus !== f.bus) return false;
+  if (f.device && !D.layout.name.toLowerCase().includes(f.device)) return false;
+  if (f.state === "alarm" && !p.some((x) => rank(x[2]) >= 2)) return false;
+  if (f.state === "fault" && !p.some((x) => x[2] === "fault" || (x[1] && x[1] !== "good"))) return false;
+  if (f.state === "offline" && D.dyn.health !== "offline") return false;
+  if (f.point && !D.layout.points.some((q) => q[0].toLowerCase().includes(f.point))) return false;
+  return true;
+}
+
+function pointRow(D, i, j, now) {
+  const [name, unit, alarm, limits] = D.layout.points[j];
+  const [value, q, level, lastGood, exc] = D.dyn.p[j];
+  const tr = el("tr", (level ? "level-" + level : "") + (q && q !== "good" ? " bad-quality" : ""));
+  tr.dataset.point = name;
+  tr.append(el("td", null, name));
+  const v = el("td", "num", fmtValue(value, unit));
+  if (alarm && level) v.append(el("span", "lvl-" + level, " " + t(level)));
+  tr.append(v);
+  const cell = el("td", "trend");
+  const trend = TR[i];
+  cell.append(sparkline(trend && trend.points[name], limits, Math.floor(now / ((trend && trend.bucketMs) || 5000))));
+  tr.append(cell);
+  const qc = el("td", null, quality(q) + (exc ? " " + exc : ""));
+  // The spool's disk hangs or refuses writes: what was read since is sent live but not stored.
+  const trouble = S.sp && S.sp.disk_trouble;
+  if (trouble && S.polled[i] !== null && now - S.polled[i] * 1000 >= trouble.since_ms) {
+    tr.classList.add("not-stored");
+    qc.append(el("span", "err", " · " + t("not_stored")));
   }
-  box.className = "alarms " + (s.active_alarms.length ? "active" : "none");
+  tr.append(qc);
+  const age = q === "good" ? S.polled[i] : lastGood ? Math.round((now - lastGood) / 1000) : null;
+  tr.append(el("td", "num", dur(age)));
+  return tr;
+}
 
-  // Uplink
-  const up = s.uplink;
-  const upCard = document.getElementById("uplink");
-  const st = document.getElementById("uplink-state");
-  upCard.className = "card " + (!up.configured ? "degraded" : up.connected ? "ok" : "bad");
-  st.textContent = !up.configured ? t("not_configured") : up.connected ? "● " + t("connected") : "○ " + t("disconnected");
+function fillCard(i, now, pointFilter) {
+  const D = S.devs[i], d = D.dyn, L = D.layout;
+  D.card.className = "card device " + d.health;
+  const h = el("h2", null, L.name + " ");
+  h.append(el("span", "badge " + d.health, t("health_" + d.health)));
+  const dl = el("dl");
+  const polled = S.polled[i];
+  const rows = [
+    [t("bus") + " · " + t("unit"), L.bus + " · " + L.unit],
+    [t("last_poll"), polled === null ? t("never") : dur(polled) + " " + t("ago")],
+    [t("success"), d.success_rate === null ? "–" : (d.success_rate * 100).toFixed(1) + "%"],
+  ];
+  if (d.last_error) rows.push([t("last_error"), d.last_error, "err"]);
+  facts(dl, rows);
+  const table = el("table");
+  const head = el("tr");
+  for (const k of ["point", "value", "trend", "quality", "age"]) head.append(el("th", null, t(k)));
+  table.append(head);
+  // alarm points in alarm first, then the rest in order
+  const idx = L.points.map((_, j) => j).sort((x, y) => rank(d.p[y][2]) - rank(d.p[x][2]));
+  for (const j of idx) {
+    if (pointFilter && !L.points[j][0].toLowerCase().includes(pointFilter)) continue;
+    table.append(pointRow(D, i, j, now));
+  }
+  D.card.replaceChildren(h, dl, table);
+  D.dirty = false;
+  D.shownFilter = pointFilter;
+}
+
+function renderDevices(now) {
+  const f = filters();
+  let shown = 0;
+  S.devs.forEach((D, i) => {
+    const show = matches(D, f);
+    D.card.hidden = !show;
+    if (!show) return;
+    shown++;
+    if (D.dirty || visible.has(i) || D.shownFilter !== f.point) fillCard(i, now, f.point);
+  });
+  // Alarms on top: most severe first, the configured order among equals.
+  const order = S.devs.map((D, i) => [devRank(D), i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map((x) => x[1]);
+  const key = order.join(",");
+  if (key !== S.order) { S.order = key; $("devices").append(...order.map((i) => S.devs[i].card)); }
+  $("shown").textContent = shown + " / " + S.devs.length + " " + t("shown");
+}
+
+function renderAlarms() {
+  const act = [];
+  for (const D of S.devs) {
+    D.dyn.p.forEach((x, j) => { if (rank(x[2]) >= 2) act.push([rank(x[2]), D.layout.name, D.layout.points[j][0], x[2], x[0]]); });
+  }
+  act.sort((a, b) => b[0] - a[0]);
+  $("alarm-list").replaceChildren(...act.map(([, dev, pt, level, v]) =>
+    el("li", "lvl-" + level, "⚠ " + t(level) + " — " + dev + " · " + pt + (v !== null ? " = " + num(v) : ""))));
+  $("alarms").className = "alarms " + (act.length ? "active" : "none");
+}
+
+function renderLinks(now) {
+  const up = S.up;
+  $("uplink").className = "card " + (!up.configured ? "degraded" : up.connected ? "ok" : "bad");
+  $("uplink-state").textContent = !up.configured ? t("not_configured") : up.connected ? "● " + t("connected") : "○ " + t("disconnected");
   const rows = [];
   if (up.endpoint) rows.push([t("endpoint"), up.endpoint]);
   if (up.since_ms) rows.push([t("since"), ago(up.since_ms, now)]);
@@ -128,11 +175,12 @@ function render(s) {
     rows.push([t("cert"), up.cert_days_left + " " + t("days") + (warn ? " — " + t("cert_warn") : ""), warn ? "warn" : null]);
   }
   if (up.last_error) rows.push([t("last_error"), up.last_error, "err"]);
-  facts(document.getElementById("uplink-facts"), rows);
-
-  // Spool
-  const sp = s.spool;
-  facts(document.getElementById("spool-facts"), [
+  facts($("uplink-facts"), rows);
+  const sp = S.sp;
+  $("spool").className = "card " + (sp.disk_trouble ? "bad" : "ok");
+  facts($("spool-facts"), [
+    ...(sp.disk_trouble ? [[t("disk_trouble"), sp.disk_trouble.reason, "err"]] : []),
+    ...(sp.uncaptured_readings > 0 ? [[t("uncaptured"), sp.uncaptured_readings, "err"]] : []),
     [t("backlog"), sp.readings + " " + t("readings") + ", " + sp.alarms + " " + t("alarms"), sp.alarms > 0 ? "warn" : null],
     [t("oldest"), sp.oldest_age_s === null ? "–" : dur(sp.oldest_age_s)],
     [t("size"), bytes(sp.bytes)],
@@ -142,77 +190,125 @@ function render(s) {
     [t("append_errors"), sp.append_errors, sp.append_errors > 0 ? "err" : null],
     [t("wear"), sp.written_bytes === null ? "–" : bytes(sp.written_bytes) + " (" + bytes(sp.written_bytes_per_day) + " " + t("per_day") + ")"],
   ]);
-
-  // Buses and devices
-  const buses = document.getElementById("buses");
-  buses.replaceChildren();
-  for (const b of s.buses) {
-    const sec = el("section", "bus");
-    sec.append(el("h2", null, t("bus") + " " + b.name + " — " + b.link + " · " + t("utilisation") + " " + Math.round(b.utilisation * 100) + "%"));
-    const grid = el("div", "devices");
-    for (const d of b.devices) {
-      const card = el("article", "card device " + d.health);
-      card.dataset.device = d.name;
-      const h = el("h2", null, d.name + " ");
-      h.append(el("span", "badge " + d.health, t("health_" + d.health)));
-      card.append(h);
-      const dl = el("dl");
-      const rows = [
-        [t("unit"), d.unit],
-        [t("last_poll"), ago(d.last_poll_ms, now)],
-        [t("success"), d.success_rate === null ? "–" : (d.success_rate * 100).toFixed(1) + "%"],
-      ];
-      if (d.last_error) rows.push([t("last_error"), d.last_error, "err"]);
-      facts(dl, rows);
-      card.append(dl);
-      const table = el("table");
-      const head = el("tr");
-      for (const k of ["point", "value", "quality", "age"]) head.append(el("th", null, t(k)));
-      table.append(head);
-      // alarm points in alarm first, then the rest in order
-      const pts = [...d.points].sort((x, y) => (rank(y.level) - rank(x.level)));
-      for (const p of pts) {
-        const tr = el("tr", (p.level ? "level-" + p.level : "") + (p.quality && p.quality !== "good" ? " bad-quality" : ""));
-        tr.dataset.point = p.name;
-        tr.append(el("td", null, p.name));
-        const v = el("td", "num", fmtValue(p));
-        if (p.alarm && p.level) v.append(el("span", "lvl-" + p.level, " " + t(p.level)));
-        tr.append(v);
-        tr.append(el("td", null, quality(p.quality) + (p.exception ? " " + p.exception : "")));
-        tr.append(el("td", "num", p.quality === "good" ? dur(p.age_s) : dur(p.last_good_age_s)));
-        table.append(tr);
-      }
-      card.append(table);
-      grid.append(card);
-    }
-    sec.append(grid);
-    buses.append(sec);
-  }
+  $("bus-list").replaceChildren(...S.buses.map((b, k) =>
+    el("li", null, t("bus") + " " + b.name + " — " + b.link + " · " + t("utilisation") + " " + Math.round((S.util[k] || 0) * 100) + "%")));
 }
 
-// As AlarmLevel::severity(): the outer limits, then fault, then the first levels, then a warning.
-function rank(level) { return { high: 4, hihi: 4, lolo: 4, fault: 3, low: 2, hi: 2, lo: 2, warning: 1 }[level] || 0; }
+function render() {
+  const g = S.gw, now = g.now_ms;
+  $("gw-id").textContent = g.id;
+  $("gw-version").textContent = "v" + g.version;
+  $("clock").textContent = new Date(now).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+  $("uptime").textContent = dur(g.uptime_s);
+  $("config").textContent = g.config_path + " (" + g.config_sha256.slice(0, 12) + ")";
+  renderAlarms();
+  renderLinks(now);
+  renderDevices(now);
+}
+
+function renderLog() {
+  if (!LOG.dirty) return;
+  LOG.dirty = false;
+  const loc = lang === "zh" ? "zh-CN" : "en-GB";
+  $("log-rows").replaceChildren(...LOG.events.slice().reverse().map((e) => {
+    const tr = el("tr", "level-" + e.level);
+    tr.append(el("td", null, new Date(e.ts_ms).toLocaleTimeString(loc)), el("td", null, e.device + " · " + e.point));
+    tr.append(el("td", "lvl-" + e.level, t(e.level) + (e.warn ? " (" + t(e.warn) + ")" : "")));
+    tr.append(el("td", "lvl-" + e.prev, t(e.prev)), el("td", "num", e.value === null ? "–" : num(e.value)));
+    return tr;
+  }));
+  $("no-events").classList.toggle("hidden", LOG.events.length > 0);
+  $("log-lagged").classList.toggle("hidden", !LOG.lagged);
+  $("log-lagged").textContent = LOG.lagged + " " + t("lagged");
+}
+
+// GET `url` with If-None-Match `etag`; null when nothing changed (304) or it failed.
+async function fetchIfChanged(url, etag) {
+  const r = await fetch(url, { cache: "no-store", headers: etag ? { "If-None-Match": etag } : {} });
+  if (r.status !== 200) return null;
+  return { etag: r.headers.get("ETag"), body: await r.json() };
+}
+
+async function fetchTrend(i) {
+  const D = S.devs[i], have = TR[i] || { points: {}, at: -Infinity };
+  if (!D || have.pending || performance.now() - have.at < 4000) return;
+  have.pending = true;
+  TR[i] = have;
+  try {
+    const since = Object.values(have.points).reduce((m, p) => Math.max(m, p.from + p.lo.length - 1), -1);
+    const r = await fetchIfChanged("/api/trends?device=" + encodeURIComponent(D.layout.name) + (since >= 0 ? "&since=" + since : ""), have.etag);
+    have.at = performance.now();
+    if (!r || S.devs[i] !== D) return;
+    for (const p of r.body.points) have.points[p.name] = mergeTrend(have.points[p.name], p);
+    Object.assign(have, { etag: r.etag, bucketMs: r.body.bucket_ms });
+    if (S.gw && !D.card.hidden) fillCard(i, S.gw.now_ms, filters().point);
+  } catch (e) { /* the next round retries */ } finally { have.pending = false; }
+}
+
+async function fetchLog() {
+  try {
+    const r = await fetchIfChanged("/api/alarms" + (LOG.newest !== null ? "?since=" + LOG.newest : ""), LOG.etag);
+    if (!r) return;
+    const j = r.body;
+    LOG.events = (j.full ? j.events : LOG.events.concat(j.events)).slice(-200);
+    Object.assign(LOG, { newest: j.newest, lagged: j.lagged, etag: r.etag, dirty: true });
+    renderLog();
+  } catch (e) { /* the next round retries */ }
+}
+
+// What the page fetched (Resource Timing), and when it first showed the data: for the browser test.
+function accountPerf() {
+  for (const e of performance.getEntriesByType("resource")) perf.bytes += e.transferSize || 0;
+  performance.clearResourceTimings();
+  const out = $("perf"), fcp = performance.getEntriesByName("first-contentful-paint")[0];
+  out.dataset.bytes = perf.bytes;
+  out.dataset.elapsedMs = Math.round(performance.now());
+  if (perf.firstRender !== null) out.dataset.firstRenderMs = Math.round(perf.firstRender);
+  if (fcp) out.dataset.fcpMs = Math.round(fcp.startTime);
+}
+
+// Once, for whoever looks at the console (and the browser test): how long the first view took.
+function firstRendered() {
+  perf.firstRender = performance.now();
+  accountPerf();
+  const fcp = performance.getEntriesByName("first-contentful-paint")[0];
+  console.info("plantgate page: first render " + Math.round(perf.firstRender) + " ms, first contentful paint " +
+    (fcp ? Math.round(fcp.startTime) : "?") + " ms, " + perf.bytes + " bytes fetched, " + S.devs.length + " devices");
+}
 
 async function refresh() {
   try {
-    const r = await fetch("/api/status", { cache: "no-store" });
+    const r = await fetch("/api/status?since=" + encodeURIComponent(S.version), { cache: "no-store" });
     if (!r.ok) throw new Error(r.status);
-    last = await r.json();
-    document.getElementById("stale").classList.add("hidden");
-    render(last);
+    applyStatus(await r.json());
+    $("stale").classList.add("hidden");
+    render();
+    if (perf.firstRender === null) requestAnimationFrame(firstRendered);
   } catch (e) {
-    document.getElementById("stale").classList.remove("hidden");
+    $("stale").classList.remove("hidden");
   }
+  if (tick % 2 === 0) fetchLog();
+  if (tick % 5 === 0) for (const i of visible) fetchTrend(i);
+  tick++;
+  accountPerf();
+  setTimeout(refresh, 1000);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   applyStatic();
-  document.getElementById("lang").addEventListener("click", () => {
+  $("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
     localStorage.setItem("plantgate.lang", lang);
     applyStatic();
-    if (last) render(last);
+    for (const D of S.devs) D.dirty = true;
+    LOG.dirty = true;
+    renderLog();
+    if (S.gw) render();
   });
+  // Filters may come in the address (a tablet at the tank farm bookmarks ?bus=rio-1&state=alarm).
+  const q = new URLSearchParams(location.search);
+  for (const k of ["device", "state", "point"]) if (q.has(k)) $("f-" + k).value = q.get(k);
+  $("filters").addEventListener("submit", (e) => e.preventDefault()); // Enter filters, never navigates
+  for (const id of ["f-bus", "f-device", "f-state", "f-point"]) $(id).addEventListener("input", () => { if (S.gw) render(); });
   refresh();
-  setInterval(refresh, 1000);
 });
