@@ -156,26 +156,32 @@ impl Line {
         start: u16,
         count: u16,
     ) -> Result<Reply, ReadError> {
+        // On RTU the quiet first, then (re)open: opening flushes the input, so what a wrong
+        // reply still sent during the quiet is dropped instead of read as this request's answer.
+        // On TCP the connection is made first and the wait lets a device's unasked bytes arrive,
+        // to be discarded (and counted) before the request.
+        let quiet = self.idle_since + self.gap + self.turnaround;
+        let rtu = matches!(self.link, Link::Rtu(_));
+        if rtu {
+            wait_until(quiet).await;
+        }
         let mut ctx = match self.ctx.take() {
             Some(c) => c,
             None => self.open().await?,
         };
-        wait_until(self.idle_since + self.gap + self.turnaround).await;
-        let mut garbled = false;
+        if !rtu {
+            wait_until(quiet).await;
+        }
         let result = match &mut ctx {
             Conn::Rtu(c, heard) => {
                 let before = heard.load(Ordering::Relaxed);
                 let r = timeout(self.timeout, rtu_read(c, unit, table, start, count)).await;
-                // Bytes came but no frame: garbage or a broken CRC, not silence. More of it may
-                // still be on its way, so the line keeps quiet as long again (as after a timeout).
+                // Bytes came but no frame: garbage or a broken CRC, not silence.
                 match heard.load(Ordering::Relaxed) - before {
-                    n if n > 0 && r.is_err() => {
-                        garbled = true;
-                        Ok(Err(ReadError::BadFrame(format!(
-                            "{n} bytes within {:?} made no valid frame",
-                            self.timeout
-                        ))))
-                    }
+                    n if n > 0 && r.is_err() => Ok(Err(ReadError::BadFrame(format!(
+                        "{n} bytes within {:?} made no valid frame",
+                        self.timeout
+                    )))),
                     _ => r,
                 }
             }
@@ -185,21 +191,21 @@ impl Line {
                 r
             }
         };
-        self.idle_since = Instant::now()
-            + if garbled {
-                self.timeout
-            } else {
-                Duration::ZERO
-            };
-        let outcome = result.unwrap_or(Err(ReadError::Timeout(self.timeout)));
-        match &outcome {
+        let outcome = match result.unwrap_or(Err(ReadError::Timeout(self.timeout))) {
             // A reply of the wrong size is wrong data: never pass it on as good.
-            Ok(Reply::Words(w)) if w.len() != usize::from(count) => {
-                return Err(ReadError::BadFrame(format!(
-                    "asked for {count} registers, got {}",
-                    w.len()
-                )));
-            }
+            Ok(Reply::Words(w)) if w.len() != usize::from(count) => Err(ReadError::BadFrame(
+                format!("asked for {count} registers, got {}", w.len()),
+            )),
+            other => other,
+        };
+        // After a bad frame more of a wrong reply may still be on its way (the rest of garbage,
+        // a late answer, or the answer to a request the device took up late): the line keeps
+        // quiet as long again, as a unit gets after its timeout, so the reopen's flush takes it.
+        // (TCP needs none: its client checks transaction ids and discards what waits unasked.)
+        let quiet =
+            matches!(self.link, Link::Rtu(_)) && matches!(outcome, Err(ReadError::BadFrame(_)));
+        self.idle_since = Instant::now() + if quiet { self.timeout } else { Duration::ZERO };
+        match &outcome {
             Ok(_) | Err(ReadError::Exception(_)) => self.ctx = Some(ctx),
             // After a timeout or a bad frame a late or partial reply may still arrive: drop the
             // context (closing the port or connection) so it can never be read as the answer to
