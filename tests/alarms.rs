@@ -451,3 +451,60 @@ async fn an_inhibited_channel_is_never_active_and_a_failed_read_keeps_the_level(
     );
     rig.stop().await;
 }
+
+/// (point, level, prev) of the first report of each point in one run of `text`, from start
+/// until all 16 status points were reported, then a clean stop.
+async fn first_reports(text: &str) -> Vec<(String, AlarmLevel, AlarmLevel)> {
+    let mut gw = Gateway::start(text).await;
+    gw.wait_until(WAIT, "every status point reported", |s| {
+        s.alarms
+            .iter()
+            .filter(|a| a.sample.point.ends_with(".status"))
+            .count()
+            >= 16
+    })
+    .await;
+    gw.shutdown().await;
+    let mut firsts: Vec<(String, AlarmLevel, AlarmLevel)> = Vec::new();
+    for a in gw.seen().alarms.iter().filter(|a| a.warn.is_none()) {
+        if !firsts.iter().any(|f| *f.0 == *a.sample.point) {
+            firsts.push((a.sample.point.to_string(), a.level, a.prev));
+        }
+    }
+    let status = firsts.iter().filter(|p| p.0.ends_with(".status")).count();
+    assert_eq!(status, 16, "{firsts:?}");
+    firsts
+}
+
+/// Each start reports every alarm point's level once with `prev: "unknown"`, also after a
+/// restart on the same spool: an alarm still active is reported again, and one raised while
+/// the gateway was down is reported at its level, never as a transition from the level the
+/// last run saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reports_every_alarm_point_again_with_prev_unknown() {
+    use common::{gateway_toml, simulators};
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, c) = simulators(1).await;
+    c[0].set_concentration(4, 450); // ch04: high
+    let text = gateway_toml(&dir.path().join("data"), sim, 1, 100, "", "");
+    let first = first_reports(&text).await;
+    assert!(first.iter().all(|p| p.2 == Unknown), "{first:?}");
+
+    // While it is down, ch05 goes high too.
+    c[0].set_concentration(5, 450);
+    let again = first_reports(&text).await;
+    assert!(
+        again.iter().all(|p| p.2 == Unknown),
+        "a restart reported a transition from the last run's level: {again:?}"
+    );
+    let level = |f: &[(String, AlarmLevel, AlarmLevel)], pt: &str| {
+        f.iter().find(|p| p.0 == pt).map(|p| p.1)
+    };
+    assert_eq!(level(&again, "ch04.status"), Some(High), "still active");
+    assert_eq!(
+        level(&again, "ch05.status"),
+        Some(High),
+        "raised while down"
+    );
+    assert_eq!(level(&again, "ch01.status"), Some(Normal));
+}

@@ -412,24 +412,13 @@ async fn never_reading_subscriber(port: u16, id: &str) -> TcpStream {
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others() {
+/// One record of 1,000 readings with long point names: ~1 MiB of JSON per message, as in the
+/// finding, and cheap enough to encode in a debug build. Sent straight into the tap.
+fn big_record() -> Arc<plantgate::spool::Stored> {
     use plantgate::record::{Quality, Reading, Sample, Value};
-    let dir = tempfile::tempdir().unwrap();
-    let (running, port) = with_local_broker(dir.path()).await;
-    let (hmi, mut hmi_events) = mqtt("hmi", port);
-    hmi.subscribe("plant/a/readings", rumqttc::QoS::AtMostOnce)
-        .await
-        .unwrap();
-    let mut slow = Vec::new();
-    for i in 0..4 {
-        slow.push(never_reading_subscriber(port, &format!("slow-{i}")).await);
-    }
-    // One record of 1,000 readings with long point names: ~1 MiB of JSON per message, as in
-    // the finding, and cheap enough to encode in a debug build.
     let device: Arc<str> = "gas-9".into();
     let point: Arc<str> = "p".repeat(1000).into();
-    let big = Arc::new(plantgate::spool::Stored {
+    Arc::new(plantgate::spool::Stored {
         readings: (0..1_000)
             .map(|i| Reading {
                 seq: 1_000_000 + i,
@@ -443,7 +432,22 @@ async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others(
             })
             .collect(),
         alarms: Vec::new(),
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_never_read_do_not_grow_the_gateway_or_slow_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, port) = with_local_broker(dir.path()).await;
+    let (hmi, mut hmi_events) = mqtt("hmi", port);
+    hmi.subscribe("plant/a/readings", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let mut slow = Vec::new();
+    for i in 0..4 {
+        slow.push(never_reading_subscriber(port, &format!("slow-{i}")).await);
+    }
+    let big = big_record();
     let t_enc = Instant::now();
     let size = plantgate::record::wire::encode_readings(
         plantgate::record::wire::Format::Json,
@@ -649,4 +653,174 @@ async fn with_a_login_set_only_clients_that_give_it_are_served() {
         3.0
     );
     running.shutdown().await;
+}
+
+/// `gateway` (a configuration without upstream) with an mTLS uplink to the broker on `broker`
+/// and a local broker on `lan` under `plant/a`, `login` added to its section.
+fn uplink_and_lan(gateway: &str, pki: &Pki, broker: u16, lan: u16, login: &str) -> String {
+    format!(
+        "{gateway}{}[local_broker]\nlisten = \"127.0.0.1:{lan}\"\ntopic_prefix = \"plant/a\"\n{login}",
+        pki.upstream(broker, "")
+    )
+}
+
+/// Nothing secret reaches the logs, at the most verbose level: not the local broker's
+/// password, not a wrong one a LAN client tried, not a line of the gateway's private key. The
+/// real binary runs with `RUST_LOG=trace`, its uplink on mTLS and LAN clients logging in
+/// rightly and wrongly; all it writes to stdout and stderr is searched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_or_key_material_in_the_logs_even_at_trace() {
+    use rumqttc::QoS;
+    const PASSWORD: &str = "correct horse 8f3a";
+    const GUESS: &str = "battery staple 77c1";
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = rumqttd(&pki);
+    let (sim, _c) = simulators(1).await;
+    let port = free_port();
+    let text = uplink_and_lan(
+        &gateway_toml(&dir.path().join("data"), sim, 1, 200, "", ""),
+        &pki,
+        broker,
+        port,
+        &format!("username = \"hmi\"\npassword = \"{PASSWORD}\"\n"),
+    );
+    let path = dir.path().join("plantgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = std::fs::File::create(dir.path().join("out.log")).unwrap();
+    let err = std::fs::File::create(dir.path().join("err.log")).unwrap();
+    let mut gw = Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_plantgate"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "trace")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no local broker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (id, pass) in [("wrong", GUESS), ("hmi", PASSWORD)] {
+        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_credentials("hmi", pass);
+        let (client, mut events) = rumqttc::AsyncClient::new(opts, 16);
+        client
+            .subscribe("plant/a/#", QoS::AtMostOnce)
+            .await
+            .unwrap();
+        let (got, _) = drain(
+            &mut events,
+            tokio::time::Instant::now() + Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(!got.is_empty(), pass == PASSWORD, "{id}");
+    }
+    // and the uplink delivered (so its TLS handshakes are in the log too)
+    let log = || {
+        std::fs::read_to_string(dir.path().join("out.log")).unwrap()
+            + &std::fs::read_to_string(dir.path().join("err.log")).unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !log().contains("uplink connected") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no uplink in the log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gw.terminate().success());
+
+    let log = log();
+    assert!(
+        log.lines().count() > 100,
+        "too little logged to judge:\n{log}"
+    );
+    assert!(
+        log.contains("TRACE") || log.contains("trace"),
+        "not at trace"
+    );
+    for secret in [PASSWORD, GUESS, "PRIVATE KEY"] {
+        assert!(!log.contains(secret), "{secret:?} is in the log");
+    }
+    let key = std::fs::read_to_string(&pki.gateway.key_file).unwrap();
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+    {
+        assert!(
+            !log.contains(line),
+            "a line of the private key is in the log"
+        );
+        assert!(
+            !log.contains(&line[..16]),
+            "part of the private key is in the log"
+        );
+    }
+}
+
+/// LAN subscribers that never read, flooded with big messages, do not slow the uplink: while
+/// they are backed up (their copies dropped), every record the gateway captures is
+/// acknowledged by the platform's broker within `sync_ms`, so none ever waits on the disk, and
+/// the platform receives every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_lan_subscribers_never_slow_the_uplink() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = rumqttd(&pki);
+    let platform = platform(&pki, broker, None).await;
+    let (sim, _c) = simulators(2).await;
+    let lan = free_port();
+    let text = uplink_and_lan(
+        &gateway_toml(&dir.path().join("data"), sim, 2, 100, "sync_ms = 1000", ""),
+        &pki,
+        broker,
+        lan,
+        "",
+    );
+    let cfg = config(&text);
+    let first = next_seq(&cfg);
+    let running = plantgate::app::start(&cfg).await.unwrap();
+    let mut slow = Vec::new();
+    for i in 0..4 {
+        slow.push(never_reading_subscriber(lan, &format!("slow-{i}")).await);
+    }
+    wait_for(
+        &platform,
+        Duration::from_secs(20),
+        "the uplink delivering",
+        |p| !p.seen.is_empty(),
+    )
+    .await;
+    let big = big_record();
+    let dropped = "plantgate_local_broker_dropped_messages_total";
+    let mut on_disk = 0;
+    let flood_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < flood_until || metric_now(&running, dropped) == 0.0 {
+        assert!(
+            Instant::now() < flood_until + Duration::from_secs(30),
+            "the silent subscribers never backed up"
+        );
+        running.tap.send(big.clone()).unwrap();
+        for _ in 0..5 {
+            on_disk = on_disk.max(running.status.spool().readings);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(metric_now(&running, dropped) > 0.0);
+    running.shutdown().await;
+    drop(slow);
+    let next = next_seq(&cfg);
+    assert!(next - first > 2000, "too few records: {}", next - first);
+    assert_eq!(
+        on_disk, 0,
+        "readings waited on the disk for a PUBACK while the LAN subscribers were stuck"
+    );
+    wait_for(&platform, Duration::from_secs(30), "every record", |p| {
+        p.missing(first..next).is_empty()
+    })
+    .await;
 }

@@ -128,11 +128,16 @@ async fn kill_9_during_an_outage_then_restart_loses_nothing_silently() {
         "profile = \"gd16\"\n",
         "profile = \"gd16\"\n[[device.point]]\nname = \"requests\"\ntable = \"holding\"\naddress = 60000\ntype = \"u16\"\n",
     );
+    // Its status page tells the test what each instance is doing (same port for all three).
+    let web = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let text = format!("{text}[web]\nlisten = \"{web}\"\n");
     let path = dir.path().join("plantgate.toml");
     std::fs::write(&path, &text).unwrap();
     let cfg = config(&text);
     let first = next_seq(&cfg);
     let gateway = || plantgate_run(&path, &[]);
+    let readings = |v: &serde_json::Value| v["spool"]["readings"].as_u64().unwrap();
+    let connected = |v: &serde_json::Value| v["uplink"]["connected"] == true;
 
     let mut gw = gateway();
     wait_for(&platform, Duration::from_secs(20), "readings", |p| {
@@ -140,14 +145,36 @@ async fn kill_9_during_an_outage_then_restart_loses_nothing_silently() {
     })
     .await;
     broker.stop();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_status(web, "the first instance to buffer", |v| {
+        !connected(v) && readings(v) > 1000
+    })
+    .await;
     drop(gw); // SIGKILL (Child::kill), in the middle of polling and committing
     gw = gateway();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A backlog ten times the in-flight window, so the drain lasts long enough to be cut.
+    let backlog = 10 * INFLIGHT * BATCH;
+    wait_status(web, "the second instance to buffer more", |v| {
+        !connected(v) && readings(v) > backlog
+    })
+    .await;
+    let hist_at_resume = hist_messages(&platform.lock().unwrap());
     broker.resume();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // and once more while connected and draining
+    // and once more while connected and draining: the platform has seen part of the backlog
+    // and the spool still holds more than the in-flight window.
+    wait_for(
+        &platform,
+        Duration::from_secs(60),
+        "the drain to begin",
+        |p| hist_messages(p) > hist_at_resume,
+    )
+    .await;
+    let left = readings(&status(web).await.unwrap());
     drop(gw);
+    assert!(
+        left > INFLIGHT * BATCH,
+        "the drain was (nearly) over before the kill: {left} readings left"
+    );
+    eprintln!("killed while draining, {left} readings left");
     gw = gateway();
     let before = platform.lock().unwrap().seen.len();
     wait_for(
@@ -212,6 +239,39 @@ async fn kill_9_during_an_outage_then_restart_loses_nothing_silently() {
         p.duplicates()
     );
     broker.stop();
+}
+
+/// Messages the platform received marked `hist` (read from the backlog).
+fn hist_messages(p: &Platform) -> usize {
+    p.messages.iter().filter(|m| m.2).count()
+}
+
+/// The gateway's `/api/status`, or `None` while nothing listens at `web`.
+async fn status(web: std::net::SocketAddr) -> Option<serde_json::Value> {
+    tokio::net::TcpStream::connect(web).await.ok()?;
+    let (code, _, body) = http_get(web, "/api/status").await;
+    assert_eq!(code, 200, "{body}");
+    Some(serde_json::from_str(&body).unwrap())
+}
+
+/// Waits (up to 60 s) until the gateway's status satisfies `done`.
+async fn wait_status(
+    web: std::net::SocketAddr,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = status(web).await;
+        if now.as_ref().is_some_and(&done) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls of `dev` that were read from the simulator but never reached the platform: jumps in

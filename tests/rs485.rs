@@ -96,20 +96,89 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() {
     }
 }
 
+/// Two units on one line: unit 1 always answers late (after the timeout), unit 2 at once. The
+/// simulator answers in turn, as a half-duplex bus does, so unit 1's late reply lands while the
+/// gateway waits for unit 2's answer. It must never be read as unit 2's (same function and
+/// length, other values), and unit 2 must still be read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_and_a_wrong_slave_id_never_yield_good_values() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_serial::SerialPortBuilderExt;
+async fn a_late_reply_from_one_unit_is_never_taken_for_another_units_answer() {
     let dir = tempfile::tempdir().unwrap();
     let pty = pty_pair(dir.path());
-    // A raw responder: every request is answered with garbage, or with a well-formed frame
-    // (right CRC, right length) from slave 9 instead of slave 1, in turn.
-    let mut port = tokio_serial::new(pty.sim.to_string_lossy(), 19_200)
+    let late = Controller::gas16();
+    late.set_concentration(1, 100); // 10.0 %LEL, status 0
+    late.set_behaviour(Behaviour::Late(Duration::from_millis(300)));
+    let prompt = Controller::gas16();
+    prompt.set_concentration(1, 200); // 20.0 %LEL, status 1
+    let _sim = serve(&pty.sim, SimBus::new([(1, late), (2, prompt)]));
+    let mut gw = Gateway::start(&rtu_config(
+        &dir.path().join("data"),
+        &pty.gw,
+        &[1, 2],
+        100,
+        200,
+    ))
+    .await;
+    let good_of_2 = |s: &Seen| {
+        s.readings
+            .iter()
+            .filter(|r| &*r.device == "gas-2" && &*r.sample.point == "ch01.gas")
+            .filter(|r| r.sample.quality == Quality::Good)
+            .count()
+    };
+    // unit 1 times out twice, then its breaker trips (its third failed poll is offline); its
+    // probes go on, each a late reply into the next request
+    let timeouts_of_1 = |s: &Seen| {
+        s.readings
+            .iter()
+            .filter(|r| &*r.device == "gas-1" && r.sample.quality == Quality::Timeout)
+            .count()
+    };
+    gw.wait_until(
+        Duration::from_secs(60),
+        "good polls of unit 2 with unit 1 late",
+        |s| good_of_2(s) >= 20 && timeouts_of_1(s) >= 2 * GD16_POINTS,
+    )
+    .await;
+    gw.shutdown().await;
+    let seen = gw.seen();
+    // The overlap happened: unit 1's late reply arrived while unit 2 was asked, and that read
+    // failed as a bad frame (a reply from the wrong unit) instead of passing as unit 2's.
+    assert!(
+        seen.readings
+            .iter()
+            .any(|r| &*r.device == "gas-2" && r.sample.quality == Quality::BadFrame),
+        "no late reply ever met unit 2's request: the test proved nothing"
+    );
+    for r in seen
+        .readings
+        .iter()
+        .filter(|r| r.sample.quality == Quality::Good)
+    {
+        assert_eq!(&*r.device, "gas-2", "the late unit read as good: {r:?}");
+        match &*r.sample.point {
+            "ch01.gas" => assert_eq!(r.sample.value, Some(Value::Float(20.0)), "{r:?}"),
+            "ch01.status" => assert_eq!(r.sample.value, Some(Value::Int(1)), "{r:?}"),
+            p if p.ends_with(".status") => assert_eq!(r.sample.value, Some(Value::Int(0)), "{p}"),
+            p if p.ends_with(".gas") => assert_eq!(r.sample.value, Some(Value::Float(0.0)), "{p}"),
+            _ => {}
+        }
+    }
+}
+
+/// A raw responder on `port`: every request of 8 bytes or more is answered with what `reply`
+/// makes of it (`turn` counts from 1).
+fn answer_with(
+    port: &Path,
+    reply: fn(turn: usize, request: &[u8]) -> Vec<u8>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_serial::SerialPortBuilderExt;
+    let mut port = tokio_serial::new(port.to_string_lossy(), 19_200)
         .open_native_async()
         .unwrap();
-    let responder = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut buf = [0u8; 256];
-        let mut turn = 0u32;
+        let mut turn = 0;
         loop {
             let Ok(n) = port.read(&mut buf).await else {
                 return;
@@ -117,24 +186,24 @@ async fn garbage_and_a_wrong_slave_id_never_yield_good_values() {
             if n < 8 {
                 continue;
             }
-            let count = u16::from_be_bytes([buf[4], buf[5]]) as usize;
             turn += 1;
-            let mut frame = if turn % 2 == 0 {
-                (0..5 + 2 * count)
-                    .map(|i| (i * 37 + turn as usize) as u8)
-                    .collect::<Vec<u8>>()
-            } else {
-                let mut f = vec![9, buf[1], (2 * count) as u8];
-                f.extend((0..count).flat_map(|i| (i as u16 + 500).to_be_bytes()));
-                f
-            };
-            if turn % 2 == 1 {
-                let crc = crc16(&frame);
-                frame.extend(crc);
-            }
-            let _ = port.write_all(&frame).await;
+            let _ = port.write_all(&reply(turn, &buf[..n])).await;
         }
-    });
+    })
+}
+
+/// Registers asked for in a read request.
+fn count(request: &[u8]) -> usize {
+    u16::from_be_bytes([request[4], request[5]]) as usize
+}
+
+/// Polls unit 1 through `reply` until six polls' worth of readings: none may carry a value or
+/// an alarm level, and each is `bad_frame` until the breaker takes the device offline (a
+/// timeout would mean the bad reply went unnoticed until the deadline).
+async fn all_bad_frames(reply: fn(usize, &[u8]) -> Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = pty_pair(dir.path());
+    let responder = answer_with(&pty.sim, reply);
     let mut gw = Gateway::start(&rtu_config(
         &dir.path().join("data"),
         &pty.gw,
@@ -156,19 +225,45 @@ async fn garbage_and_a_wrong_slave_id_never_yield_good_values() {
             .all(|r| r.sample.quality != Quality::Good && r.sample.value.is_none()),
         "a bad reply became a good value"
     );
+    assert!(
+        seen.alarms.iter().all(|a| &*a.sample.point == "_device"),
+        "a bad reply produced an alarm level"
+    );
     let kinds: std::collections::BTreeSet<&str> = seen
         .readings
         .iter()
         .map(|r| r.sample.quality.as_str())
         .collect();
+    assert!(kinds.contains("bad_frame"), "{kinds:?}");
     assert!(
-        kinds.contains("bad_frame") || kinds.contains("timeout"),
+        kinds.is_subset(&["bad_frame", "offline"].into()),
         "{kinds:?}"
     );
-    assert!(
-        seen.alarms.iter().all(|a| &*a.sample.point == "_device"),
-        "a bad reply produced an alarm level"
-    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_a_bad_frame_never_a_value() {
+    // as long as a reply should be, bytes that are no frame (the CRC does not match)
+    all_bad_frames(|turn, req| {
+        (0..5 + 2 * count(req))
+            .map(|i| (i * 37 + turn) as u8)
+            .collect()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_from_the_wrong_slave_is_never_a_value() {
+    // well formed (right CRC, right length), but from slave 9 instead of slave 1
+    all_bad_frames(|_, req| {
+        let n = count(req);
+        let mut f = vec![9, req[1], (2 * n) as u8];
+        f.extend((0..n).flat_map(|i| (i as u16 + 500).to_be_bytes()));
+        let crc = crc16(&f);
+        f.extend(crc);
+        f
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,32 +376,95 @@ async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
 
     // The USB adapter is unplugged: the pty pair disappears...
     let (gw_path, sim_path) = (pty.gw.clone(), pty.sim.clone());
-    drop(pty);
+    let unplugged = gw.seen().readings.len();
+    drop(pty); // socat is killed and reaped: the ptys are gone
     sim.abort();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gone_ms = plantgate::record::now_ms();
+    // ...the line is reported disconnected, and reopening is tried with backoff, not in a
+    // tight loop: a failed read per attempt, their start times spread out.
+    gw.wait_until(
+        Duration::from_secs(30),
+        "disconnected readings from four attempts",
+        |s| attempts(&s.readings[unplugged..]).len() >= 4,
+    )
+    .await;
+    let replugged = gw.seen().readings.len();
     // ...and is plugged in again under the same name.
     let again = pty_pair(dir.path());
     assert_eq!((&again.gw, &again.sim), (&gw_path, &sim_path));
     c.set_concentration(1, 77);
     let _sim = serve(&again.sim, SimBus::new([(1, c.clone())]));
-    let before = gw.seen().readings.len();
-    gw.wait_until(Duration::from_secs(30), "polling to resume", |s| {
-        s.readings[before..]
-            .iter()
-            .any(|r| &*r.sample.point == "ch01.gas" && r.sample.value == Some(Value::Float(7.7)))
+    let is_new = |r: &plantgate::record::Reading| {
+        &*r.sample.point == "ch01.gas" && r.sample.value == Some(Value::Float(7.7))
+    };
+    gw.wait_until(Duration::from_secs(60), "polling to resume", |s| {
+        s.readings[replugged..].iter().filter(|r| is_new(r)).count() >= 3
     })
     .await;
     gw.shutdown().await;
     let seen = gw.seen();
-    let down: Vec<&str> = seen
-        .readings
+
+    // (a poll under way at the unplug may still bring good readings taken before it)
+    let away: Vec<_> = seen.readings[unplugged..replugged]
         .iter()
-        .map(|r| r.sample.quality.as_str())
+        .filter(|r| r.sample.ts_ms >= gone_ms)
+        .cloned()
         .collect();
+    assert!(!away.is_empty());
     assert!(
-        down.contains(&"disconnected") || down.contains(&"timeout") || down.contains(&"offline"),
-        "the outage left no trace"
+        away.iter().all(|r| r.sample.quality != Quality::Good),
+        "a good reading from an unplugged line (gone at {gone_ms}): {:?}",
+        away.iter().find(|r| r.sample.quality == Quality::Good)
     );
+    // the failed open is `disconnected` (a timeout or `offline` alone would hide the cause)
+    assert!(
+        away.iter().all(|r| matches!(
+            r.sample.quality,
+            Quality::Disconnected | Quality::Timeout | Quality::Offline
+        )),
+        "{:?}",
+        away.iter()
+            .map(|r| r.sample.quality.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let tried = attempts(&away);
+    let spacing: Vec<i64> = tried.windows(2).map(|w| w[1] - w[0]).collect();
+    // BACKOFF_MIN is 500 ms, doubling; the first failures (the old descriptor, and the first
+    // reopen, tried at once) may come quick
+    let quick = spacing.iter().take_while(|&&d| d < 400).count();
+    assert!(quick <= 2, "reopen attempts not spaced: {spacing:?} ms");
+    let reopens = &spacing[quick..];
+    assert!(
+        reopens.len() >= 2 && reopens[0] >= 400,
+        "reopen attempts not spaced: {spacing:?} ms"
+    );
+    assert!(
+        reopens.windows(2).all(|w| w[1] > w[0] * 3 / 2),
+        "reopen attempts do not back off: {spacing:?} ms"
+    );
+    // After the replug: once the new value is read, every reading is good again.
+    let back = &seen.readings[replugged..];
+    let first_new = back.iter().position(is_new).unwrap();
+    let first_good_ts = back[first_new].sample.ts_ms;
+    for r in back.iter().filter(|r| r.sample.ts_ms > first_good_ts) {
+        assert_eq!(r.sample.quality, Quality::Good, "{r:?}");
+        if &*r.sample.point == "ch01.gas" {
+            assert_eq!(r.sample.value, Some(Value::Float(7.7)), "{r:?}");
+        }
+    }
+}
+
+/// When each failed attempt on the line began: the distinct times of failed reads (every
+/// block of a poll is one read; a block skipped after a timeout is not an attempt).
+fn attempts(readings: &[plantgate::record::Reading]) -> Vec<i64> {
+    let mut ts: Vec<i64> = readings
+        .iter()
+        .filter(|r| r.sample.quality == Quality::Disconnected)
+        .map(|r| r.sample.ts_ms)
+        .collect();
+    ts.sort_unstable();
+    ts.dedup();
+    ts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -476,3 +476,234 @@ async fn the_second_broker_takes_over_when_the_first_is_down() {
     );
     gw.shutdown().await;
 }
+
+/// What a platform connecting *now* finds retained on `topic`: (payload, QoS, retain flag).
+/// Subscribed at QoS 1, so a message published at QoS 0 arrives at QoS 0.
+async fn retained(pki: &Pki, port: u16, topic: &str) -> (String, rumqttc::QoS, bool) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+    let mut opts = MqttOptions::new(format!("late-{}", rand::random::<u32>()), "localhost", port);
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        pki.platform_tls(),
+    )));
+    let (client, mut events) = AsyncClient::new(opts, 8);
+    let wait = async {
+        loop {
+            match events.poll().await.unwrap() {
+                Event::Incoming(Packet::ConnAck(_)) => {
+                    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    return (
+                        String::from_utf8_lossy(&p.payload).into_owned(),
+                        p.qos,
+                        p.retain,
+                    );
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("nothing retained on {topic}"))
+}
+
+/// `{prefix}/status` and `{prefix}/info` are QoS 1 and retained, so a platform that connects
+/// later learns the state: `online` and the build while running, `offline` after a clean stop
+/// and after a crash (the last will).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_info_are_retained_at_qos_1_online_offline_and_the_last_will() {
+    use rumqttc::QoS::AtLeastOnce;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let broker = Mosquitto::start(&pki, free_port());
+    let (sim, _c) = simulators(1).await;
+    let text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &pki.upstream(broker.port, ""),
+    );
+    let path = dir.path().join("plantgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
+    };
+
+    let mut gw = plantgate_run(&path, &[]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let online = loop {
+        let got = retained(&pki, broker.port, "pg/test/status").await;
+        // (a message that arrives live during the wait is not flagged retained: ask again)
+        if (got.0 == "online" && got.2) || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(online, ("online".into(), AtLeastOnce, true));
+    let (info, qos, retain) = retained(&pki, broker.port, "pg/test/info").await;
+    assert_eq!((qos, retain), (AtLeastOnce, true), "{info}");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["gw"], "gw-test");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["config_sha256"], sha.as_str());
+
+    // a clean stop says offline itself, retained at QoS 1: before it exits (a last will would
+    // come only after, when the broker sees the connection drop)
+    let live = platform(&pki, broker.port, None).await;
+    assert!(gw.terminate().success());
+    let exited_ms = plantgate::record::now_ms();
+    {
+        let p = live.lock().unwrap();
+        // `raw` and `arrived_ms` are in step: one entry per message
+        let offline = p
+            .raw
+            .iter()
+            .position(|(t, b)| t.ends_with("/status") && b == b"offline")
+            .map(|i| p.arrived_ms[i])
+            .expect("no offline while the gateway stopped");
+        assert!(
+            offline <= exited_ms,
+            "offline arrived {} ms after the exit: the last will, not the gateway's own",
+            offline - exited_ms
+        );
+    }
+    assert_eq!(
+        retained(&pki, broker.port, "pg/test/status").await,
+        ("offline".into(), AtLeastOnce, true)
+    );
+
+    // a crash: the broker sends the last will, retained at QoS 1, in place of `online`
+    let mut gw = plantgate_run(&path, &[]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while retained(&pki, broker.port, "pg/test/status").await.0 != "online" {
+        assert!(tokio::time::Instant::now() < deadline, "never online again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.0.kill().unwrap(); // SIGKILL
+    gw.0.wait().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let will = loop {
+        let got = retained(&pki, broker.port, "pg/test/status").await;
+        if (got.0 != "online" && got.2) || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(will, ("offline".into(), AtLeastOnce, true));
+}
+
+/// `[upstream] format = "json"`, end to end: every record message is strict JSON (Python's
+/// json module reads it too), in README's shape, with the values the devices hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_format_end_to_end_in_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let port = rumqttd(&pki);
+    let platform = platform(&pki, port, None).await;
+    let (sim, c) = simulators(1).await;
+    c[0].set_concentration(1, 123); // ch01.gas 12.3
+    c[0].set_concentration(2, 450); // ch02 high
+    let text = gateway_toml(
+        &dir.path().join("data"),
+        sim,
+        1,
+        200,
+        "",
+        &pki.upstream(port, "format = \"json\""),
+    );
+    let cfg = config(&text);
+    // A run that stopped uncleanly, so the start announces a gap too.
+    {
+        let s = open_spool(&cfg.gateway.data_dir, &cfg.spool);
+        s.spool.append(&[synthetic_poll("old-1", 4, None)]).unwrap();
+    }
+    let mut gw = Gateway::start(&cfg).await;
+    wait_for(
+        &platform,
+        Duration::from_secs(20),
+        "readings, an alarm and a gap",
+        |p| {
+            p.alarms.iter().any(|a| a["level"] == "high")
+                && !p.gaps.is_empty()
+                && p.raw.iter().any(|(t, _)| t.ends_with("/readings"))
+        },
+    )
+    .await;
+    gw.shutdown().await;
+    let p = platform.lock().unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let fields = ["dev", "gw", "pt", "q", "seq", "ts", "v"];
+    let mut seen = std::collections::BTreeSet::new();
+    for (topic, raw) in p
+        .raw
+        .iter()
+        .filter(|(t, _)| !t.ends_with("/status") && !t.ends_with("/info"))
+    {
+        let v: serde_json::Value = serde_json::from_slice(raw)
+            .unwrap_or_else(|e| panic!("{topic}: not JSON ({e}): {raw:?}"));
+        let kind = topic.rsplit('/').next().unwrap();
+        seen.insert(kind.to_string());
+        match kind {
+            "readings" => {
+                assert_eq!(keys(&v), ["gw", "hist", "readings"], "{v}");
+                for r in v["readings"].as_array().unwrap() {
+                    assert_eq!(keys(r), fields, "{r}");
+                    assert_eq!(r["gw"], "gw-test");
+                    if r["dev"] == "gas-1" && r["pt"] == "ch01.gas" && r["q"] == "good" {
+                        assert_eq!(r["v"].as_f64(), Some(12.3), "{r}");
+                    }
+                }
+            }
+            "alarms" => {
+                let mut want: Vec<&str> = fields.iter().copied().chain(["level", "prev"]).collect();
+                if v.get("warn").is_some() {
+                    want.push("warn");
+                }
+                want.sort_unstable();
+                assert_eq!(keys(&v), want, "{v}");
+            }
+            "gaps" => {
+                assert_eq!(keys(&v), ["from", "gw", "reason", "to", "ts"], "{v}");
+                assert_eq!(v["reason"], "unclean_stop");
+            }
+            other => panic!("unexpected topic {other}"),
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let high = p.alarms.iter().find(|a| a["level"] == "high").unwrap();
+    assert_eq!(
+        (&high["pt"], &high["prev"]),
+        (&"ch02.status".into(), &"unknown".into())
+    );
+    // and a JSON reader nobody here wrote agrees
+    let alarm = &p
+        .raw
+        .iter()
+        .find(|(t, _)| t.ends_with("/alarms"))
+        .unwrap()
+        .1;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; print(json.load(sys.stdin)['level'])",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(alarm)?;
+            c.wait_with_output()
+        })
+        .expect("python3 is needed");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}

@@ -12,6 +12,7 @@ pub mod alarm;
 pub mod breaker;
 pub mod budget;
 pub mod decode;
+mod heard;
 pub mod plan;
 pub mod rs485;
 pub mod status;

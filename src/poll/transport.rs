@@ -6,6 +6,8 @@
 //! or decide what to poll: it reads what it is asked and says precisely how a read failed.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{sleep_until, timeout, Instant};
@@ -41,9 +43,9 @@ pub enum ReadError {
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// An open line.
+/// An open line. On RTU with the count of bytes received (see [`super::heard`]).
 enum Conn {
-    Rtu(Context),
+    Rtu(Context, Arc<AtomicU64>),
     Tcp(super::tcp::TcpClient),
 }
 
@@ -154,29 +156,56 @@ impl Line {
         start: u16,
         count: u16,
     ) -> Result<Reply, ReadError> {
+        // On RTU the quiet first, then (re)open: opening flushes the input, so what a wrong
+        // reply still sent during the quiet is dropped instead of read as this request's answer.
+        // On TCP the connection is made first and the wait lets a device's unasked bytes arrive,
+        // to be discarded (and counted) before the request.
+        let quiet = self.idle_since + self.gap + self.turnaround;
+        let rtu = matches!(self.link, Link::Rtu(_));
+        if rtu {
+            wait_until(quiet).await;
+        }
         let mut ctx = match self.ctx.take() {
             Some(c) => c,
             None => self.open().await?,
         };
-        wait_until(self.idle_since + self.gap + self.turnaround).await;
+        if !rtu {
+            wait_until(quiet).await;
+        }
         let result = match &mut ctx {
-            Conn::Rtu(c) => timeout(self.timeout, rtu_read(c, unit, table, start, count)).await,
+            Conn::Rtu(c, heard) => {
+                let before = heard.load(Ordering::Relaxed);
+                let r = timeout(self.timeout, rtu_read(c, unit, table, start, count)).await;
+                // Bytes came but no frame: garbage or a broken CRC, not silence.
+                match heard.load(Ordering::Relaxed) - before {
+                    n if n > 0 && r.is_err() => Ok(Err(ReadError::BadFrame(format!(
+                        "{n} bytes within {:?} made no valid frame",
+                        self.timeout
+                    )))),
+                    _ => r,
+                }
+            }
             Conn::Tcp(c) => {
                 let r = timeout(self.timeout, c.read(unit, table, start, count)).await;
                 self.discarded += c.take_discarded();
                 r
             }
         };
-        self.idle_since = Instant::now();
-        let outcome = result.unwrap_or(Err(ReadError::Timeout(self.timeout)));
-        match &outcome {
+        let outcome = match result.unwrap_or(Err(ReadError::Timeout(self.timeout))) {
             // A reply of the wrong size is wrong data: never pass it on as good.
-            Ok(Reply::Words(w)) if w.len() != usize::from(count) => {
-                return Err(ReadError::BadFrame(format!(
-                    "asked for {count} registers, got {}",
-                    w.len()
-                )));
-            }
+            Ok(Reply::Words(w)) if w.len() != usize::from(count) => Err(ReadError::BadFrame(
+                format!("asked for {count} registers, got {}", w.len()),
+            )),
+            other => other,
+        };
+        // After a bad frame more of a wrong reply may still be on its way (the rest of garbage,
+        // a late answer, or the answer to a request the device took up late): the line keeps
+        // quiet as long again, as a unit gets after its timeout, so the reopen's flush takes it.
+        // (TCP needs none: its client checks transaction ids and discards what waits unasked.)
+        let quiet =
+            matches!(self.link, Link::Rtu(_)) && matches!(outcome, Err(ReadError::BadFrame(_)));
+        self.idle_since = Instant::now() + if quiet { self.timeout } else { Duration::ZERO };
+        match &outcome {
             Ok(_) | Err(ReadError::Exception(_)) => self.ctx = Some(ctx),
             // After a timeout or a bad frame a late or partial reply may still arrive: drop the
             // context (closing the port or connection) so it can never be read as the answer to
@@ -196,7 +225,7 @@ impl Line {
 /// One attempt to open a line, no backoff.
 async fn dial(link: &Link, connect_timeout: Duration) -> io::Result<Conn> {
     match link {
-        Link::Rtu(r) => open_rtu(r).map(Conn::Rtu),
+        Link::Rtu(r) => open_rtu(r).map(|(c, heard)| Conn::Rtu(c, heard)),
         Link::Tcp { address } => match timeout(
             connect_timeout,
             tokio::net::TcpStream::connect(address.as_str()),
@@ -279,7 +308,7 @@ fn truncate(mut bits: Vec<bool>, count: u16) -> Vec<bool> {
     bits
 }
 
-fn open_rtu(r: &Rtu) -> io::Result<Context> {
+fn open_rtu(r: &Rtu) -> io::Result<(Context, Arc<AtomicU64>)> {
     use tokio_serial::{DataBits, SerialPort, SerialPortBuilderExt, StopBits};
     let parity = match r.parity {
         Parity::None => tokio_serial::Parity::None,
@@ -305,7 +334,8 @@ fn open_rtu(r: &Rtu) -> io::Result<Context> {
     }
     // Whatever sits in the input queue belongs to an earlier exchange.
     let _ = stream.clear(tokio_serial::ClearBuffer::Input);
-    Ok(tokio_modbus::client::rtu::attach(stream))
+    let (stream, heard) = super::heard::Heard::new(stream);
+    Ok((tokio_modbus::client::rtu::attach(stream), heard))
 }
 
 /// serialport opens exclusively (TIOCEXCL and an exclusive `flock`) and reports a port held by

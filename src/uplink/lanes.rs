@@ -1,9 +1,10 @@
 //! The order in which a session publishes: alarms, then gaps, then live readings, then backlog,
 //! each lane with its own cursor into the spool.
 //!
-//! Owns filling the in-flight window from the spool's pending records in that order, what
-//! counts as live, and how much of the window backlog may take. Must never skip a record: a lane's cursor moves only past what was handed to
-//! the client.
+//! Owns filling the in-flight window from the spool's pending records in that order ([`pick`],
+//! the choice, is pure and unit-tested), what counts as live, and how much of the window backlog
+//! may take. Must never skip a record: a lane's cursor moves only past what was handed to the
+//! client.
 
 use rumqttc::{AsyncClient, QoS};
 
@@ -24,6 +25,36 @@ pub(super) struct Lanes {
     pub(super) backlog_from: Seq,
 }
 
+/// A lane of the publish order; [`pick`] asks them in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lane {
+    Alarm,
+    Gap,
+    Live,
+    Backlog,
+}
+
+/// What a free publish slot carries: the first lane, in the order alarms, gaps, live readings,
+/// backlog, for which `take` finds something (lanes after it are not asked). Backlog only with
+/// `backlog_room` (see [`backlog_inflight`]). Pure but for what `take` does.
+pub(super) fn pick<T, E>(
+    backlog_room: bool,
+    mut take: impl FnMut(Lane) -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    for lane in [Lane::Alarm, Lane::Gap, Lane::Live, Lane::Backlog] {
+        if lane == Lane::Backlog && !backlog_room {
+            break;
+        }
+        if let Some(t) = take(lane)? {
+            return Ok(Some(t));
+        }
+    }
+    Ok(None)
+}
+
+/// One message for the client: topic, payload and what it carries.
+type Message = (String, Vec<u8>, Carried);
+
 impl Uplink {
     /// Publishes while the window has room and the spool has something to send.
     pub(super) fn fill(
@@ -42,44 +73,10 @@ impl Uplink {
             lanes.backlog_from = 0;
         }
         while window.can_send() {
-            let fmt = self.cfg.format;
-            let (topic, payload, carried) = if let Some(a) =
-                self.spool.alarms(lanes.alarm_from, 1)?.pop()
-            {
-                lanes.alarm_from = a.seq + 1;
-                (
-                    self.topic("alarms"),
-                    wire::encode_alarm(fmt, &self.gw, &a),
-                    Carried::Alarm(a.seq),
-                )
-            } else if let Some(g) = self
-                .spool
-                .gaps(0, GAPS_READ)?
-                .into_iter()
-                .find(|g| !lanes.gaps_sent.contains(&(g.from, g.to)))
-            {
-                // Gaps are few and may appear below one already sent (an eviction of old
-                // backlog after an unclean-stop gap): each is picked by what was sent, not by a
-                // cursor.
-                lanes.gaps_sent.insert((g.from, g.to));
-                (
-                    self.topic("gaps"),
-                    wire::encode_gap(fmt, &self.gw, &g),
-                    Carried::Gap {
-                        from: g.from,
-                        to: g.to,
-                    },
-                )
-            } else if let Some((batches, hist)) = self.next_readings(lanes, window.outstanding())? {
-                let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
-                let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
-                let count = readings.len() as u64;
-                (
-                    self.topic("readings"),
-                    wire::encode_readings(fmt, &self.gw, hist, &readings),
-                    Carried::Readings { keys, count, hist },
-                )
-            } else {
+            // whatever is in flight sits ahead of the next alarm in the connection, so a drain
+            // must not fill the whole window with big batches
+            let room = window.outstanding() < backlog_inflight(self.cfg.inflight);
+            let Some((topic, payload, carried)) = pick(room, |lane| self.take(lane, lanes))? else {
                 return Ok(());
             };
             client.try_publish(topic, QoS::AtLeastOnce, false, payload)?;
@@ -90,33 +87,68 @@ impl Uplink {
         Ok(())
     }
 
-    /// Live readings if any, else backlog, but backlog only while fewer than
-    /// [`backlog_inflight`] messages are in flight: whatever is in flight sits ahead of the next
-    /// alarm in the connection, so a drain must not fill the whole window with big batches.
-    #[allow(clippy::type_complexity)]
-    fn next_readings(
+    /// The next message of `lane`, if it has one; moves that lane's cursor past it.
+    fn take(&self, lane: Lane, lanes: &mut Lanes) -> Result<Option<Message>, StoreError> {
+        let fmt = self.cfg.format;
+        Ok(match lane {
+            Lane::Alarm => self.spool.alarms(lanes.alarm_from, 1)?.pop().map(|a| {
+                lanes.alarm_from = a.seq + 1;
+                (
+                    self.topic("alarms"),
+                    wire::encode_alarm(fmt, &self.gw, &a),
+                    Carried::Alarm(a.seq),
+                )
+            }),
+            // Gaps are few and may appear below one already sent (an eviction of old backlog
+            // after an unclean-stop gap): each is picked by what was sent, not by a cursor.
+            Lane::Gap => self
+                .spool
+                .gaps(0, GAPS_READ)?
+                .into_iter()
+                .find(|g| !lanes.gaps_sent.contains(&(g.from, g.to)))
+                .map(|g| {
+                    lanes.gaps_sent.insert((g.from, g.to));
+                    (
+                        self.topic("gaps"),
+                        wire::encode_gap(fmt, &self.gw, &g),
+                        Carried::Gap {
+                            from: g.from,
+                            to: g.to,
+                        },
+                    )
+                }),
+            Lane::Live => {
+                let live = self
+                    .spool
+                    .readings(lanes.live_from, u64::MAX, self.cfg.batch_max)?;
+                self.readings_message(live, false, &mut lanes.live_from)
+            }
+            Lane::Backlog => {
+                let backlog =
+                    self.spool
+                        .readings(lanes.backlog_from, lanes.live_mark, self.cfg.batch_max)?;
+                self.readings_message(backlog, true, &mut lanes.backlog_from)
+            }
+        })
+    }
+
+    /// `batches` as one message (`hist` for backlog), moving `cursor` past them; `None` if empty.
+    fn readings_message(
         &self,
-        lanes: &mut Lanes,
-        in_flight: usize,
-    ) -> Result<Option<(Vec<(Seq, Vec<Reading>)>, bool)>, StoreError> {
-        let live = self
-            .spool
-            .readings(lanes.live_from, u64::MAX, self.cfg.batch_max)?;
-        if let Some((k, r)) = live.last() {
-            lanes.live_from = k + r.len().max(1) as u64;
-            return Ok(Some((live, false)));
-        }
-        if in_flight >= backlog_inflight(self.cfg.inflight) {
-            return Ok(None);
-        }
-        let backlog =
-            self.spool
-                .readings(lanes.backlog_from, lanes.live_mark, self.cfg.batch_max)?;
-        if let Some((k, r)) = backlog.last() {
-            lanes.backlog_from = k + r.len().max(1) as u64;
-            return Ok(Some((backlog, true)));
-        }
-        Ok(None)
+        batches: Vec<(Seq, Vec<Reading>)>,
+        hist: bool,
+        cursor: &mut Seq,
+    ) -> Option<Message> {
+        let (k, r) = batches.last()?;
+        *cursor = k + r.len().max(1) as u64;
+        let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+        let readings: Vec<_> = batches.into_iter().flat_map(|(_, r)| r).collect();
+        let count = readings.len() as u64;
+        Some((
+            self.topic("readings"),
+            wire::encode_readings(self.cfg.format, &self.gw, hist, &readings),
+            Carried::Readings { keys, count, hist },
+        ))
     }
 }
 
@@ -133,6 +165,55 @@ pub(super) fn backlog_inflight(inflight: u16) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asks `pick` with these lanes pending; returns what it picked and the lanes it asked.
+    fn picked(pending: &[Lane], room: bool) -> (Option<Lane>, Vec<Lane>) {
+        let mut asked = Vec::new();
+        let got = pick::<Lane, ()>(room, |lane| {
+            asked.push(lane);
+            Ok(pending.contains(&lane).then_some(lane))
+        })
+        .unwrap();
+        (got, asked)
+    }
+
+    #[test]
+    fn a_free_slot_goes_to_alarms_then_gaps_then_live_then_backlog() {
+        use Lane::*;
+        let all = [Alarm, Gap, Live, Backlog];
+        assert_eq!(picked(&all, true), (Some(Alarm), vec![Alarm]));
+        assert_eq!(
+            picked(&[Gap, Live, Backlog], true),
+            (Some(Gap), vec![Alarm, Gap])
+        );
+        assert_eq!(picked(&[Backlog, Live], true).0, Some(Live));
+        assert_eq!(picked(&[Backlog], true), (Some(Backlog), all.to_vec()));
+        assert_eq!(picked(&[], true), (None, all.to_vec()));
+        // an alarm raised during a drain still goes first
+        assert_eq!(picked(&[Backlog, Alarm], true).0, Some(Alarm));
+    }
+
+    #[test]
+    fn backlog_waits_for_room_but_live_and_alarms_do_not() {
+        use Lane::*;
+        assert_eq!(picked(&[Backlog], false), (None, vec![Alarm, Gap, Live]));
+        assert_eq!(picked(&[Live, Backlog], false).0, Some(Live));
+        assert_eq!(picked(&[Alarm, Backlog], false).0, Some(Alarm));
+    }
+
+    #[test]
+    fn an_error_in_a_lane_stops_the_pick() {
+        let mut asked = Vec::new();
+        let r = pick::<(), &str>(true, |lane| {
+            asked.push(lane);
+            if lane == Lane::Gap {
+                Err("disk")
+            } else {
+                Ok(None)
+            }
+        });
+        assert_eq!((r, asked), (Err("disk"), vec![Lane::Alarm, Lane::Gap]));
+    }
 
     #[test]
     fn backlog_takes_at_most_a_quarter_of_the_window_between_2_and_8() {

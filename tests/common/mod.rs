@@ -64,6 +64,17 @@ pub struct PtyPair {
     _socat: Proc,
 }
 
+/// Unplugged as udev would: socat is killed and reaped, and its links are removed. A link
+/// left dangling could point to the next pty the kernel hands out, another test's.
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self._socat.0.kill();
+        let _ = self._socat.0.wait();
+        let _ = std::fs::remove_file(&self.gw);
+        let _ = std::fs::remove_file(&self.sim);
+    }
+}
+
 pub fn pty_pair(dir: &Path) -> PtyPair {
     let gw = dir.join("tty-gw");
     let sim = dir.join("tty-sim");

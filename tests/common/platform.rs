@@ -116,6 +116,27 @@ impl Mosquitto {
         wait_listening(self.port, "mosquitto");
     }
 
+    /// Freezes it (SIGSTOP, by its PID): connections stay open but nothing is answered, the
+    /// way a hung broker looks from the gateway.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.proc.as_ref().expect("mosquitto is not running").0.id();
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig} {pid} failed");
+    }
+
     /// Stops it the way an operator would (SIGTERM: it saves its sessions first).
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {

@@ -21,6 +21,11 @@ pub fn spool_alarms(gw: &Gateway) -> u64 {
     gw.status.spool().alarms
 }
 
+/// Readings the spool evicted because it was full, over the store's life.
+pub fn spool_evicted(gw: &Gateway) -> u64 {
+    gw.status.spool().evicted_readings
+}
+
 /// The sequence number the spool gives its next record.
 pub fn spool_next_seq(gw: &Gateway) -> u64 {
     gw.status.spool().next_seq
