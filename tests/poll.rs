@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{gd16_bus, gd16_devices, pty_pair, rtu_line, Gateway};
+use common::{free_port, gd16_bus, gd16_devices, pty_pair, rtu_line, Gateway};
 use plantgate::record::{AlarmLevel, Quality, Value};
 use plantgate::sim::{self, server::SimBus, Behaviour, Controller, GD16_POINTS};
 
@@ -369,4 +369,46 @@ async fn an_f32_register_holding_nan_is_bad_value_never_good() {
     );
     gw.shutdown().await;
     sim.abort();
+}
+
+/// A line that is down (nothing listens at the device's address) is tried once per poll, not
+/// once per block: each attempt waits out the line's reopen backoff (up to 30 s), and four
+/// blocks per poll would leave the device without a finished poll for two minutes, long enough
+/// for readiness and the watchdog to give up on a gateway whose only fault is a cable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_is_down_costs_one_reopen_wait_per_poll_not_one_per_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(); // nothing listens there
+    let mut text = format!(
+        "[gateway]\nid = \"t\"\ndata_dir = \"{}\"\n[[bus]]\nname = \"tcp\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\n\
+         [[device]]\nname = \"g\"\nbus = \"tcp\"\nunit = 1\npoll_ms = 100\n",
+        dir.path().display()
+    );
+    // four blocks: addresses too far apart to be read in one request
+    for a in [0, 200, 400, 600] {
+        text.push_str(&format!(
+            "[[device.point]]\nname = \"p{a}\"\ntable = \"holding\"\naddress = {a}\ntype = \"u16\"\n"
+        ));
+    }
+    let mut gw = Gateway::start(&text).await;
+    // Reopen waits of 1, 2 and 4 s: three polls finish within about 3 s, and a fourth by 7 s.
+    // One wait per block would finish the first poll only after 1 + 2 + 4 s.
+    gw.wait_until(Duration::from_secs(6), "three finished polls", |s| {
+        s.readings
+            .iter()
+            .filter(|r| &*r.sample.point == "p600")
+            .count()
+            >= 3
+    })
+    .await;
+    {
+        let seen = gw.seen();
+        assert!(
+            seen.readings
+                .iter()
+                .all(|r| matches!(r.sample.quality, Quality::Disconnected | Quality::Offline)),
+            "every point of a poll on a dead line is disconnected (or offline, once the breaker says so)"
+        );
+    }
+    gw.shutdown().await;
 }

@@ -223,6 +223,7 @@ async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
     let points = &d.device.points;
     let mut samples: Vec<Option<Sample>> = vec![None; points.len()];
     let mut timed_out = false;
+    let mut down: Option<String> = None;
     let mut first_error = None;
     let blocks = if full { &d.blocks } else { &d.alarm_blocks };
     for block in blocks {
@@ -231,11 +232,19 @@ async fn poll_device(line: &mut Line, d: &mut Polled, full: bool) -> Outcome {
         // block (same unit, function and length): the rest of this poll is not sent.
         let reply = if timed_out {
             Err(ReadError::Timeout(std::time::Duration::ZERO))
+        } else if let Some(why) = &down {
+            // The line is down: the next attempt waits out its reopen backoff (up to 30 s), and
+            // one wait per block would keep the device, and the watchdog, without a finished
+            // poll for minutes.
+            Err(ReadError::Disconnected(why.clone()))
         } else {
             line.read(d.device.unit, block.table, block.start, block.count)
                 .await
         };
         timed_out |= matches!(reply, Err(ReadError::Timeout(_)));
+        if let Err(ReadError::Disconnected(why)) = &reply {
+            down.get_or_insert_with(|| why.clone());
+        }
         if let (Err(e), None) = (&reply, &first_error) {
             first_error = Some(format!(
                 "{} {}+{}: {e}",
