@@ -16,6 +16,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "disk.rs"]
+mod disk;
+
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -195,10 +198,7 @@ struct Stage {
 }
 
 async fn stage(devices: usize, poll_ms: u64) -> Stage {
-    let dir = tempfile::tempdir_in(
-        std::env::var("PLANTGATE_BENCH_DIR").unwrap_or_else(|_| "target".into()),
-    )
-    .unwrap();
+    let dir = disk::bench_dir();
     let pki = pki(dir.path());
     let broker = Mosquitto::start(&pki, free_port());
     let (sim, controllers) = simulator(devices).await;

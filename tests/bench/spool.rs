@@ -11,6 +11,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "disk.rs"]
+mod disk;
+
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -65,7 +68,7 @@ fn appends(spool: &Spool, total: usize, group: usize) -> f64 {
 }
 
 async fn drain(n: usize, port: u16, pki: &common::Pki, label: &str) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = disk::bench_dir();
     let spool = Arc::new(Spool::open(dir.path(), &settings(4 << 30)).unwrap());
     appends(&spool, n, 100);
     let cfg = common::config(&format!(
@@ -121,7 +124,7 @@ async fn main() {
 
     // 1. durable append rate by commit size
     for (group, total) in [(1usize, 32 * 400), (10, 32 * 10 * 300), (100, n)] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = disk::bench_dir();
         let spool = Spool::open(dir.path(), &settings(4 << 30)).unwrap();
         let rate = appends(&spool, total, group);
         println!(
@@ -133,7 +136,7 @@ async fn main() {
     // 2. bytes on disk per buffered reading, in bulk and one poll per commit (a plant's pace)
     for group in [100usize, 1] {
         let total = if group == 1 { n / 4 } else { n };
-        let dir = tempfile::tempdir().unwrap();
+        let dir = disk::bench_dir();
         let spool = Spool::open(dir.path(), &settings(4 << 30)).unwrap();
         appends(&spool, total, group);
         let s = spool.status();
@@ -146,7 +149,7 @@ async fn main() {
     }
 
     // 3. drain rate over mutual TLS
-    let dir = tempfile::tempdir().unwrap();
+    let dir = disk::bench_dir();
     let pki = common::pki(dir.path());
     let port = common::rumqttd(&pki);
     drain(n, port, &pki, "rumqttd").await;
