@@ -70,6 +70,7 @@
 //!   ([`Spool::open_with_backend`]): `tests/power_loss.rs` cuts the power on one at random
 //!   moments and checks every promise above after each cut.
 
+mod floor;
 mod flush;
 pub mod forensics;
 pub mod head;
@@ -214,6 +215,11 @@ impl Spool {
             })
         })?;
         lock(&self.numbers).reserved(until);
+        if let store::Origin::File(p) = &self.origin {
+            if let Some(dir) = p.parent() {
+                floor::raise(dir, until);
+            }
+        }
         Ok(())
     }
 

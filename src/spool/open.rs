@@ -16,7 +16,7 @@ use super::status::SpoolMetrics;
 use super::store::{self, Store, StoreError, Write};
 use super::{Spool, SpoolError, FILE, MAX_CHUNK};
 use crate::config::SpoolSettings;
-use crate::record::{now_ms, Gap, GapReason, Seq};
+use crate::record::{now_ms, Gap, GapReason};
 
 impl Spool {
     /// Opens the spool in `dir`, moving a damaged file aside, announcing what an unclean stop
@@ -27,7 +27,7 @@ impl Spool {
             source,
         })?;
         let path = dir.join(FILE);
-        let first_seq = first_seq();
+        let first_seq = super::floor::first_seq(Some(dir));
         let store = match Store::open(&path, settings.cache_bytes, first_seq) {
             Ok(s) => s,
             Err(StoreError::Corrupt { detail, .. }) => {
@@ -42,7 +42,9 @@ impl Spool {
             }
             Err(e) => return Err(e.into()),
         };
-        Spool::with_store(store, settings)
+        let spool = Spool::with_store(store, settings)?;
+        super::floor::raise(dir, super::lock(&spool.numbers).reserved_until());
+        Ok(spool)
     }
 
     /// Opens a spool kept on `backend` instead of a file: for tests (a power-loss model) and
@@ -57,7 +59,8 @@ impl Spool {
             label: label.to_owned(),
             backend,
         };
-        let store = Store::open_origin(&origin, settings.cache_bytes, first_seq())?;
+        let store =
+            Store::open_origin(&origin, settings.cache_bytes, super::floor::first_seq(None))?;
         Spool::with_store(store, settings)
     }
 
@@ -101,11 +104,6 @@ impl Spool {
             st.last_damage = Some(s.reason.clone());
         });
     }
-}
-
-/// Where a new store starts numbering: `now_ms × 1000`.
-fn first_seq() -> Seq {
-    u64::try_from(now_ms()).unwrap_or(0) * 1000
 }
 
 /// Where numbering continues, after announcing what an unclean stop may have lost.

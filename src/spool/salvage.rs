@@ -251,7 +251,7 @@ fn salvage(
         .collect();
     let reserved = meta.get("reserved_until").or(meta.get("next_seq")).copied();
     let below = |k: Seq| reserved.is_none_or(|r| k < r);
-    let first_seq = u64::try_from(now_ms()).unwrap_or(0) * 1000;
+    let first_seq = super::floor::first_seq(work.parent());
     let upper = reserved.unwrap_or(first_seq);
     let readings = read_table(exe, &work, Table::Readings, upper, |k, v| {
         codec::decode_batch(k, v)
