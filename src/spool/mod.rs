@@ -78,6 +78,7 @@ mod helper;
 pub mod numbers;
 mod open;
 mod read;
+mod recover;
 mod run;
 pub mod salvage;
 pub mod scan;

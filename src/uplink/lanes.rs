@@ -152,6 +152,16 @@ impl Uplink {
     }
 }
 
+/// Spool reads can wait behind a commit that hangs on the disk (a frozen filesystem, a dying
+/// eMMC): they run where that holds up only the uplink, never the runtime's workers, which
+/// serve the page and the pollers.
+pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Most pending gaps looked at per fill.
 const GAPS_READ: usize = 64;
 

@@ -273,7 +273,7 @@ impl Uplink {
             }
             acks.start(&self.spool);
             if connected_at.is_some() {
-                if let Err(e) = off_runtime(|| self.fill(&client, &mut window, &mut lanes)) {
+                if let Err(e) = lanes::off_runtime(|| self.fill(&client, &mut window, &mut lanes)) {
                     break End::Failed {
                         connected_for: connected_at.map(|t| t.elapsed()),
                         error: e,
@@ -361,7 +361,7 @@ impl Uplink {
         let mut offline_sent = false;
         loop {
             if let Some(l) = lanes.as_deref_mut() {
-                if off_runtime(|| self.fill(client, window, l)).is_err() {
+                if lanes::off_runtime(|| self.fill(client, window, l)).is_err() {
                     lanes = None;
                 }
             }
@@ -395,15 +395,5 @@ impl Uplink {
             unacknowledged = window.outstanding(),
             "uplink stopped; unacknowledged records stay in the spool"
         );
-    }
-}
-
-/// Spool reads can wait behind a commit that hangs on the disk (a frozen filesystem, a dying
-/// eMMC): they run where that holds up only the uplink, never the runtime's workers, which
-/// serve the page and the pollers.
-fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
