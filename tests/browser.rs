@@ -275,17 +275,8 @@ async fn page_bytes(addr: std::net::SocketAddr) -> (f64, Vec<(&'static str, f64)
 /// with the page's console, goes to `log`.
 fn live_browser(url: &str, profile: &Path, log: &Path) -> Proc {
     let child = Command::new("chromium")
+        .args(HEADLESS)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
             "--remote-debugging-port=0",
             "--window-size=1280,1000",
             "--lang=en-US",

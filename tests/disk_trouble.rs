@@ -191,6 +191,22 @@ async fn trouble_seconds(s: &Setup) -> f64 {
     metric(&m, "plantgate_spool_disk_trouble_seconds").expect("spool_disk_trouble_seconds")
 }
 
+/// Waits (up to 60 s) until readings are dropped for want of numbers.
+async fn numbers_run_out(s: &Setup) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = get(s, "/metrics").await;
+        if metric(&m, "plantgate_spool_uncaptured_readings_total").unwrap_or(0.0) > 0.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reserved numbers never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Readings the platform has received with a sample time at or after `ts_ms`.
 fn readings_since(p: &Platform, ts_ms: i64) -> usize {
     // first_payload: "dev|pt|ts|value" per number
@@ -277,18 +293,7 @@ async fn a_spool_filesystem_remounted_read_only_shows_at_once_and_a_stop_still_e
     // Without the disk no new numbers can be reserved: once the reserved ones run low, readings
     // are dropped and counted, polling goes on, and the numbers kept for alarms still carry an
     // alarm to the platform.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, m) = get(&s, "/metrics").await;
-        if metric(&m, "plantgate_spool_uncaptured_readings_total").unwrap_or(0.0) > 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reserved numbers never ran out"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    numbers_run_out(&s).await;
     let (_, api) = get(&s, "/api/status").await;
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
     let polls = |api: &serde_json::Value| api["buses"][0]["devices"][0]["polls"].as_u64().unwrap();
@@ -365,18 +370,7 @@ async fn a_frozen_spool_filesystem_shows_within_seconds_and_thawing_loses_nothin
     // The reservation of more numbers hangs too: readings are dropped once the numbers run
     // low, polling goes on, and an alarm raised now is still numbered (the uplink's reads wait
     // behind the hung write: it is delivered after the thaw).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, m) = get(&s, "/metrics").await;
-        if metric(&m, "plantgate_spool_uncaptured_readings_total").unwrap_or(0.0) > 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reserved numbers never ran out"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    numbers_run_out(&s).await;
     s._sim[2].set_concentration(4, 450);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -2,21 +2,27 @@
 
 use std::process::Command;
 
+/// Headless Chromium without a sandbox, GPU, network chatter or a first-run dialog, logging
+/// the page's console to stderr.
+pub const HEADLESS: [&str; 10] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+];
+
 /// Runs headless Chromium on `url` with the browser language `lang`; returns (DOM, stderr).
 pub fn chromium(url: &str, lang: &str, extra: &[&str]) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
+        .args(HEADLESS)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
             "--virtual-time-budget=2500",
             &format!("--lang={lang}"),
             &format!("--accept-lang={lang}"),

@@ -1,3 +1,6 @@
+//! Unit tests of probe's pure parts: unit ranges, register names, the snippet's choice of
+//! setting and its escaping. The runs against simulators are in tests/probe.rs.
+
 use super::*;
 
 #[test]
