@@ -427,6 +427,11 @@ async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
             .map(|r| r.sample.quality.as_str())
             .collect::<std::collections::BTreeSet<_>>()
     );
+    assert!(
+        away.iter()
+            .any(|r| r.sample.quality == Quality::Disconnected),
+        "the unplugged line was never reported disconnected"
+    );
     let tried = attempts(&away);
     let spacing: Vec<i64> = tried.windows(2).map(|w| w[1] - w[0]).collect();
     // BACKOFF_MIN is 500 ms, doubling; the first failures (the old descriptor, and the first
@@ -454,12 +459,15 @@ async fn a_serial_line_that_goes_away_is_reopened_and_polling_resumes() {
     }
 }
 
-/// When each failed attempt on the line began: the distinct times of failed reads (every
-/// block of a poll is one read; a block skipped after a timeout is not an attempt).
+/// When each failed attempt on the line began: the distinct times of a full poll's failed
+/// read of `ch01.gas`.
 fn attempts(readings: &[plantgate::record::Reading]) -> Vec<i64> {
+    // One point read in every full poll: a poll on a dead line is one attempt (the rest of it
+    // is not sent), and once the breaker calls the device offline its probes are the attempts.
     let mut ts: Vec<i64> = readings
         .iter()
-        .filter(|r| r.sample.quality == Quality::Disconnected)
+        .filter(|r| &*r.sample.point == "ch01.gas")
+        .filter(|r| matches!(r.sample.quality, Quality::Disconnected | Quality::Offline))
         .map(|r| r.sample.ts_ms)
         .collect();
     ts.sort_unstable();
