@@ -87,6 +87,11 @@ pub async fn run_appender(
             break;
         }
     }
+    // A reservation still under way must land before the clean close ends the reservation at
+    // the last number handed out, or the next start would take its block for an unclean stop.
+    if let Some((task, _)) = reservation.task.take() {
+        let _ = task.await;
+    }
     tracing::debug!("spool: input closed");
 }
 
