@@ -1,6 +1,6 @@
 //! A hostile or confused Modbus TCP device, written here as a plain TCP listener speaking raw
 //! MBAP bytes, polled through the real pipeline: a frame sent before it is asked (with the next
-//! transaction id), an oversized PDU and a byte count that lies are each `bad_frame`, never a
+//! transaction id, waiting on the socket or landing just after the request), an oversized PDU and a byte count that lies are each `bad_frame`, never a
 //! good value, a false alarm or `disconnected`; polling recovers on a fresh connection.
 #![allow(clippy::unwrap_used)]
 
@@ -17,8 +17,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Clone, Copy, Debug)]
 enum Misdeed {
-    /// Answers, then sends a forged answer to the *next* request (transaction id + 1) unasked.
+    /// Answers, and in the same write a forged answer to the *next* request (transaction id +
+    /// 1), unasked: it waits on the socket when the next request is sent.
     Unsolicited,
+    /// Answers; once the next request has arrived, and before reading it, sends a forged answer
+    /// made from the *previous* request (its transaction id + 1), then answers honestly. It
+    /// lands just after the request, as a frame sent early on a busy line would.
+    AfterRequest,
     /// Answers with an MBAP length of 300 (a 299-byte PDU; the spec allows 253).
     Oversized,
     /// Answers with a byte count of twice the data it carries.
@@ -68,8 +73,15 @@ async fn connection(mut s: TcpStream, misdeed: Misdeed, left: Arc<AtomicUsize>) 
         let sent = match (hostile, misdeed) {
             (false, _) => s.write_all(&honest).await,
             (true, Misdeed::Unsolicited) => {
+                let forged = frame(tid.wrapping_add(1), unit, &registers(fc, &FORGED[..count]));
+                s.write_all(&[honest, forged].concat()).await
+            }
+            (true, Misdeed::AfterRequest) => {
                 s.write_all(&honest).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut next = [0u8; 12];
+                while !matches!(s.peek(&mut next).await, Ok(12) | Ok(0) | Err(_)) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let forged = frame(tid.wrapping_add(1), unit, &registers(fc, &FORGED[..count]));
                 s.write_all(&forged).await
             }
@@ -160,19 +172,27 @@ fn assert_no_forgery_and_bad_frames(seen: &Seen, misdeed: Misdeed) {
     );
 }
 
+fn unsolicited_bytes(metrics: &str) -> Option<f64> {
+    metric(
+        metrics,
+        "plantgate_poll_unsolicited_bytes_total{bus=\"lan\"}",
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_sent_before_it_is_asked_is_discarded_never_taken_as_the_reply() {
     let (seen, metrics) = poll_hostile(Misdeed::Unsolicited, 3).await;
     assert_no_forgery_and_bad_frames(&seen, Misdeed::Unsolicited);
     // three forged frames of 13 bytes each (7 MBAP + fc + count + 2 registers), all discarded
-    assert_eq!(
-        metric(
-            &metrics,
-            "plantgate_poll_unsolicited_bytes_total{bus=\"lan\"}"
-        ),
-        Some(39.0),
-        "{metrics}"
-    );
+    assert_eq!(unsolicited_bytes(&metrics), Some(39.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_sent_before_it_is_asked_that_lands_after_the_request_is_not_the_reply() {
+    let (seen, metrics) = poll_hostile(Misdeed::AfterRequest, 3).await;
+    assert_no_forgery_and_bad_frames(&seen, Misdeed::AfterRequest);
+    // each forged frame came after its request: refused by its transaction id, not drained
+    assert_eq!(unsolicited_bytes(&metrics), Some(0.0), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

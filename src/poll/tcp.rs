@@ -25,18 +25,18 @@ const MAX_DRAIN: usize = 64 * 1024;
 /// One open Modbus TCP connection.
 pub struct TcpClient {
     stream: TcpStream,
-    next_tid: u16,
+    /// The transaction id of the last request sent.
+    last_tid: u16,
     /// Bytes found waiting before a request since the last [`TcpClient::take_discarded`].
     discarded: u64,
 }
 
 impl TcpClient {
-    /// Wraps a connected stream. Transaction ids start at a random value, so a device cannot
-    /// guess the next one from the first.
+    /// Wraps a connected stream.
     pub fn new(stream: TcpStream) -> Self {
         TcpClient {
             stream,
-            next_tid: rand::random(),
+            last_tid: rand::random(),
             discarded: 0,
         }
     }
@@ -55,8 +55,8 @@ impl TcpClient {
         count: u16,
     ) -> Result<Reply, ReadError> {
         self.drain()?;
-        let tid = self.next_tid;
-        self.next_tid = tid.wrapping_add(1);
+        let tid = next_tid(self.last_tid);
+        self.last_tid = tid;
         let function = function_of(table);
         let mut req = [0u8; 12];
         req[0..2].copy_from_slice(&tid.to_be_bytes());
@@ -116,6 +116,19 @@ impl TcpClient {
             )));
         }
         Ok(())
+    }
+}
+
+/// A fresh random transaction id, never the last one. Drained bytes only cover frames that
+/// arrived before the request; one sent before it but landing just after (a slow or busy line)
+/// would be taken as the reply if its id could be guessed, as the previous id + 1 can. A random
+/// id leaves such a frame about one chance in 65,536, and a late reply to the previous request none.
+fn next_tid(last: u16) -> u16 {
+    let tid: u16 = rand::random();
+    if tid == last {
+        tid.wrapping_add(1)
+    } else {
+        tid
     }
 }
 
@@ -195,6 +208,20 @@ fn down(e: io::Error) -> ReadError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transaction_id_is_never_the_last_one_nor_simply_the_next() {
+        let mut last = 0u16;
+        let mut steps = 0;
+        for _ in 0..10_000 {
+            let tid = next_tid(last);
+            assert_ne!(tid, last);
+            steps += usize::from(tid == last.wrapping_add(1));
+            last = tid;
+        }
+        // sequential ids would make all 10,000 steps +1; random ones make about 0.15 of them
+        assert!(steps < 10, "{steps} of 10,000 ids were the last + 1");
+    }
 
     #[test]
     fn registers_are_big_endian_words_of_the_asked_count() {
