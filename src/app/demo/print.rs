@@ -57,18 +57,21 @@ impl Received {
     }
 
     pub(super) fn summary(&self) {
+        println!("\n{}", self.line());
+    }
+
+    fn line(&self) -> String {
         let (Some(first), Some(last)) = (self.seqs.first(), self.seqs.last()) else {
-            println!("\nthe platform received no readings");
-            return;
+            return "the platform received no readings".into();
         };
-        println!(
-            "\nthe platform received {} readings and {} alarm events (seq {first}..={last}: {} duplicates, {} missing, {} gaps announced)",
+        format!(
+            "the platform received {} readings and {} alarm events (seq {first}..={last}: {} duplicates, {} missing, {} gaps announced)",
             self.readings,
             self.alarms,
             self.duplicates,
             self.missing(),
             self.gaps.len()
-        );
+        )
     }
 }
 
@@ -178,4 +181,47 @@ fn alarm_line(config: &Config, a: &AlarmEvent) -> String {
 fn chrono_like(ts_ms: i64) -> String {
     let s = ts_ms.div_euclid(1000).rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn msg(topic: &str, body: serde_json::Value) -> PlatformMsg {
+        PlatformMsg {
+            topic: format!("plantgate/demo/{topic}"),
+            retained: false,
+            raw: Vec::new(),
+            body,
+        }
+    }
+
+    fn readings(seqs: &[u64]) -> PlatformMsg {
+        let rs: Vec<_> = seqs.iter().map(|s| json!({ "seq": s })).collect();
+        msg("readings", json!({ "readings": rs }))
+    }
+
+    /// The demo test trusts this line, so it must count what the platform would have to chase.
+    #[test]
+    fn the_summary_counts_duplicates_and_numbers_no_gap_announced() {
+        let mut got = Received::default();
+        assert_eq!(got.line(), "the platform received no readings");
+        got.note(&readings(&[10, 11, 12]));
+        got.note(&readings(&[12, 15]));
+        got.note(&msg("alarms", json!({ "seq": 18 })));
+        got.note(&msg("status", json!({ "seq": 30 })));
+        // 13, 14, 16 and 17 never came
+        assert_eq!(
+            got.line(),
+            "the platform received 5 readings and 1 alarm events (seq 10..=18: 1 duplicates, 4 missing, 0 gaps announced)"
+        );
+        got.note(&msg("gaps", json!({ "from": 13, "to": 14 })));
+        got.note(&msg("gaps", json!({ "from": 16, "to": 16 })));
+        assert_eq!(
+            got.line(),
+            "the platform received 5 readings and 1 alarm events (seq 10..=18: 1 duplicates, 1 missing, 2 gaps announced)"
+        );
+    }
 }
