@@ -16,8 +16,6 @@ use crate::uplink::status::UplinkStatus;
 
 /// Slack beyond the longest expected silence, for timeouts and retries inside a poll.
 pub const GRACE: Duration = Duration::from_secs(30);
-/// How long a connected uplink with records waiting may go without a PUBACK.
-pub const UPLINK_GRACE: Duration = Duration::from_secs(120);
 
 /// Health of a device, as the page colours it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +78,9 @@ fn overdue(poll_ms: u64, last_ms: Option<i64>, now_ms: i64, started_ms: i64) -> 
 pub struct Snapshot {
     pub now_ms: i64,
     pub started_ms: i64,
+    /// How long a connected uplink with records waiting may go without a PUBACK
+    /// (`[upstream] ack_stall_s`).
+    pub ack_stall: Duration,
     pub buses: Vec<BusSnapshot>,
     pub spool: SpoolStatus,
     pub uplink: UplinkStatus,
@@ -128,7 +129,8 @@ pub fn watchdog(s: &Snapshot) -> Result<(), String> {
     if let (Some(since), true) = (up.connected_since_ms, up.connected_to.is_some()) {
         let last = up.last_puback_ms.unwrap_or(since).max(since);
         let backlog = s.spool.readings + s.spool.alarms;
-        if backlog > 0 && s.now_ms - last > UPLINK_GRACE.as_millis() as i64 {
+        let silent = Duration::from_millis(u64::try_from(s.now_ms - last).unwrap_or(0));
+        if backlog > 0 && silent > s.ack_stall {
             return Err(format!(
                 "the uplink is connected but nothing was acknowledged for {} s",
                 (s.now_ms - last) / 1000
@@ -158,6 +160,7 @@ mod tests {
         Snapshot {
             now_ms: NOW,
             started_ms: 0,
+            ack_stall: Duration::from_secs(120),
             buses: vec![
                 BusSnapshot {
                     name: "rs485-1".into(),
@@ -245,7 +248,9 @@ mod tests {
     #[test]
     fn a_broker_outage_is_ready_and_feeds_the_watchdog_but_a_stuck_uplink_does_not() {
         let mut s = healthy();
-        s.uplink.last_puback_ms = Some(NOW - UPLINK_GRACE.as_millis() as i64 - 1);
+        s.uplink.last_puback_ms = Some(NOW - 120_000);
+        assert_eq!(watchdog(&s), Ok(()));
+        s.uplink.last_puback_ms = Some(NOW - 120_001);
         assert!(watchdog(&s)
             .unwrap_err()
             .starts_with("the uplink is connected but nothing was acknowledged"));

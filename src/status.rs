@@ -7,7 +7,7 @@
 //! by a component on the data path, and never hand out anything that can write.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::health;
@@ -24,6 +24,8 @@ pub struct Identity {
     pub config_sha256: String,
     pub started: Instant,
     pub started_ms: i64,
+    /// `[upstream] ack_stall_s`, for the watchdog's verdict (never reached without an upstream).
+    pub ack_stall: Duration,
 }
 
 impl Identity {
@@ -34,6 +36,10 @@ impl Identity {
             config_sha256: config.source.sha256.clone(),
             started: Instant::now(),
             started_ms: now_ms(),
+            ack_stall: config
+                .upstream
+                .as_ref()
+                .map_or(Duration::MAX, |u| u.ack_stall),
         }
     }
 }
@@ -84,6 +90,7 @@ impl Status {
         health::Snapshot {
             now_ms: now_ms(),
             started_ms: self.identity.started_ms,
+            ack_stall: self.identity.ack_stall,
             buses: self.buses(),
             spool: self.spool(),
             uplink: self.uplink(),

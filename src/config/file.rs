@@ -231,6 +231,7 @@ pub struct UpstreamFile {
     pub topic_prefix: Option<Spanned<String>>,
     pub client_id: Option<Spanned<String>>,
     pub keep_alive_s: Option<Spanned<u64>>,
+    pub ack_stall_s: Option<Spanned<u64>>,
     pub format: Option<Spanned<String>>,
     pub batch_max: Option<Spanned<u64>>,
     pub inflight: Option<Spanned<u64>>,

@@ -200,6 +200,9 @@ pub struct Upstream {
     pub topic_prefix: String,
     pub client_id: String,
     pub keep_alive: Duration,
+    /// How long a connected session with records waiting may go without a PUBACK before the
+    /// watchdog is starved (systemd then restarts the service).
+    pub ack_stall: Duration,
     pub format: Format,
     /// Most readings in one published message.
     pub batch_max: usize,

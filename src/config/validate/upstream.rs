@@ -60,7 +60,12 @@ pub(super) fn validate_upstream(
             Format::Cbor
         }
     };
-    let (keep_alive, batch_max, inflight) = session(cx, span, u);
+    let Session {
+        keep_alive,
+        ack_stall,
+        batch_max,
+        inflight,
+    } = session(cx, span, u);
     Some(Upstream {
         brokers,
         ca_file: u.ca_file.get_ref().clone(),
@@ -69,6 +74,7 @@ pub(super) fn validate_upstream(
         topic_prefix,
         client_id,
         keep_alive,
+        ack_stall,
         format,
         batch_max,
         inflight,
@@ -94,8 +100,15 @@ fn brokers(cx: &mut Ctx, brokers: &Spanned<Vec<Spanned<String>>>) -> Vec<BrokerA
     out
 }
 
-/// Keep-alive, readings per message and messages in flight.
-fn session(cx: &mut Ctx, span: Range<usize>, u: &UpstreamFile) -> (Duration, usize, u16) {
+struct Session {
+    keep_alive: Duration,
+    ack_stall: Duration,
+    batch_max: usize,
+    inflight: u16,
+}
+
+/// Keep-alive, the acknowledgement stall, readings per message and messages in flight.
+fn session(cx: &mut Ctx, span: Range<usize>, u: &UpstreamFile) -> Session {
     let (keep_alive_s, at) = value_or(u.keep_alive_s.as_ref(), 30, span.clone());
     if !(5..=600).contains(&keep_alive_s) {
         cx.err(
@@ -104,6 +117,14 @@ fn session(cx: &mut Ctx, span: Range<usize>, u: &UpstreamFile) -> (Duration, usi
             format!(
                 "{keep_alive_s}: expected 5..=600 (a dead link is noticed after about twice this)"
             ),
+        );
+    }
+    let (ack_stall_s, at) = value_or(u.ack_stall_s.as_ref(), 120, span.clone());
+    if !(10..=3600).contains(&ack_stall_s) {
+        cx.err(
+            at,
+            "upstream.ack_stall_s",
+            format!("{ack_stall_s}: expected 10..=3600 s without a PUBACK before a restart"),
         );
     }
     let (batch_max, at) = value_or(u.batch_max.as_ref(), 500, span.clone());
@@ -122,11 +143,12 @@ fn session(cx: &mut Ctx, span: Range<usize>, u: &UpstreamFile) -> (Duration, usi
             format!("{inflight}: expected 1..=1000"),
         );
     }
-    (
-        Duration::from_secs(keep_alive_s),
-        batch_max as usize,
-        inflight as u16,
-    )
+    Session {
+        keep_alive: Duration::from_secs(keep_alive_s),
+        ack_stall: Duration::from_secs(ack_stall_s),
+        batch_max: batch_max as usize,
+        inflight: inflight as u16,
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +180,7 @@ mod tests {
                 u.topic_prefix.as_str(),
                 u.client_id.as_str(),
                 u.keep_alive,
+                u.ack_stall,
                 u.format,
                 u.batch_max,
                 u.inflight
@@ -166,6 +189,7 @@ mod tests {
                 "plantgate/gw-1",
                 "gw-1",
                 Duration::from_secs(30),
+                Duration::from_secs(120),
                 Format::Cbor,
                 500,
                 32
@@ -177,7 +201,7 @@ mod tests {
     fn accepted_as_written() {
         let text = with(
             "topic_prefix = \"site/a\"\nclient_id = \"gw-a\"\nkeep_alive_s = 5\nformat = \"json\"\n\
-             batch_max = 5000\ninflight = 1000\n",
+             batch_max = 5000\ninflight = 1000\nack_stall_s = 10\n",
         );
         let u = check(&text).unwrap().upstream.unwrap();
         assert_eq!(
@@ -185,6 +209,7 @@ mod tests {
                 u.topic_prefix.as_str(),
                 u.client_id.as_str(),
                 u.keep_alive,
+                u.ack_stall,
                 u.format,
                 u.batch_max,
                 u.inflight
@@ -193,6 +218,7 @@ mod tests {
                 "site/a",
                 "gw-a",
                 Duration::from_secs(5),
+                Duration::from_secs(10),
                 Format::Json,
                 5000,
                 1000
@@ -297,6 +323,19 @@ mod tests {
             assert_eq!(
                 refused(&text),
                 [format!("6: upstream.keep_alive_s: {s}: expected 5..=600 (a dead link is noticed after about twice this)")]
+            );
+        }
+    }
+
+    #[test]
+    fn the_ack_stall_is_in_range() {
+        for s in [9, 3601] {
+            let text = with(&format!("ack_stall_s = {s}\n"));
+            assert_eq!(
+                refused(&text),
+                [format!(
+                    "6: upstream.ack_stall_s: {s}: expected 10..=3600 s without a PUBACK before a restart"
+                )]
             );
         }
     }
