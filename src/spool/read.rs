@@ -6,6 +6,7 @@
 //! what is pending, except to drop an entry that cannot be decoded (logged).
 
 use std::sync::atomic::Ordering;
+use std::sync::TryLockError;
 
 use super::store::{Store, StoreError};
 use super::{lock, Spool};
@@ -77,16 +78,30 @@ impl Spool {
 
     /// The store's rows, or none when it cannot be read (being reopened after an I/O error, a
     /// read-only or failing disk) or should not be (a write hangs, and a read could wait behind
-    /// it): the head alone still holds everything captured since, so live
-    /// records keep flowing. Such reads are partial: [`Spool::partial_reads_healed`] tells the
-    /// reader to start again from the beginning once the store is back.
+    /// it; compaction or a reopen holds the store, which takes up to a second or more on a big
+    /// file, and an alarm must not wait that long): the head alone still holds everything
+    /// captured since, so live records keep flowing. Such reads are partial:
+    /// [`Spool::partial_reads_healed`] tells the reader to start again from the beginning once
+    /// the store is back.
     fn stored_rows<T>(&self, read: impl FnOnce(&Store) -> Result<Vec<T>, StoreError>) -> Vec<T> {
         let rows = if self.disk_hangs() {
-            Err(StoreError::Io(
-                "a spool write hangs; reading from memory".into(),
-            ))
+            Err(Some("a spool write hangs; reading from memory".into()))
         } else {
-            self.store().and_then(|s| read(&s))
+            match self.store.try_read() {
+                Ok(guard) => match guard.clone() {
+                    Some(store) => {
+                        drop(guard);
+                        read(&store).map_err(|e| Some(e.to_string()))
+                    }
+                    None => Err(Some("the spool is being reopened".into())),
+                },
+                Err(TryLockError::Poisoned(p)) => match p.into_inner().clone() {
+                    Some(store) => read(&store).map_err(|e| Some(e.to_string())),
+                    None => Err(Some("the spool is being reopened".into())),
+                },
+                // compaction or a reopen under way: routine, not worth a warning
+                Err(TryLockError::WouldBlock) => Err(None),
+            }
         };
         match rows {
             Ok(rows) => {
@@ -95,9 +110,12 @@ impl Spool {
                 }
                 rows
             }
-            Err(e) => {
-                if !self.partial_reads.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "the spool's store cannot be read: sending what is in memory only");
+            Err(why) => {
+                let first = !self.partial_reads.swap(true, Ordering::Relaxed);
+                match why {
+                    Some(e) if first => tracing::warn!(error = %e, "the spool's store cannot be read: sending what is in memory only"),
+                    None if first => tracing::debug!("the spool's store is being compacted or reopened: sending what is in memory meanwhile"),
+                    _ => {}
                 }
                 Vec::new()
             }
@@ -116,5 +134,74 @@ impl Spool {
         if let Ok(store) = self.store() {
             let _ = store.delete(readings, alarms, &[], false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::SpoolSettings;
+    use crate::record::{now_ms, AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
+
+    fn alarm_poll() -> DevicePoll {
+        let sample = Sample {
+            point: "ch01.status".into(),
+            ts_ms: now_ms(),
+            value: Some(Value::Int(2)),
+            quality: Quality::Good,
+        };
+        DevicePoll {
+            device: "gas-1".into(),
+            samples: vec![sample.clone()],
+            alarms: vec![AlarmChange {
+                sample,
+                level: AlarmLevel::High,
+                prev: AlarmLevel::Normal,
+                warn: None,
+            }],
+        }
+    }
+
+    /// Compaction and a reopen hold the store's write lock for as long as they take (about a
+    /// second on a big file); the uplink's reads must answer from memory meanwhile, so a new
+    /// alarm is sent at once, and say so once the store is back.
+    #[test]
+    fn a_read_never_waits_for_the_store_held_by_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SpoolSettings {
+            sync: Duration::from_secs(1),
+            max_bytes: 16 << 20,
+            cache_bytes: 1 << 20,
+        };
+        let spool = Arc::new(Spool::open(dir.path(), &settings).unwrap());
+        spool.reserve(4).unwrap();
+        let stored = spool.capture(&alarm_poll()).unwrap();
+        let held = spool.store.write().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = spool.clone();
+        std::thread::spawn(move || {
+            let alarms: Vec<Seq> = reader
+                .alarms(0, 10)
+                .unwrap()
+                .iter()
+                .map(|a| a.seq)
+                .collect();
+            let readings = reader.readings(0, u64::MAX, 100).unwrap().len();
+            tx.send((alarms, readings)).ok()
+        });
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        let (alarms, readings) = got.expect("the read waited for the store");
+        assert_eq!(alarms, [stored.alarms[0].seq]);
+        assert_eq!(readings, 1);
+        assert!(!spool.partial_reads_healed());
+        spool.alarms(0, 10).unwrap();
+        assert!(
+            spool.partial_reads_healed(),
+            "a partial read must be made good"
+        );
     }
 }
