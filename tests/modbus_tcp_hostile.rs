@@ -1,7 +1,8 @@
 //! A hostile or confused Modbus TCP device, written here as a plain TCP listener speaking raw
 //! MBAP bytes, polled through the real pipeline: a frame sent before it is asked (with the next
-//! transaction id, waiting on the socket or landing just after the request), an oversized PDU and a byte count that lies are each `bad_frame`, never a
-//! good value, a false alarm or `disconnected`; polling recovers on a fresh connection.
+//! transaction id, waiting on the socket or landing just after the request), an oversized PDU
+//! and a byte count that lies are each `bad_frame`, never a good value, a false alarm or
+//! `disconnected`; polling recovers on a fresh connection.
 #![allow(clippy::unwrap_used)]
 
 mod common;

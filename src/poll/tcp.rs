@@ -121,8 +121,9 @@ impl TcpClient {
 
 /// A fresh random transaction id, never the last one. Drained bytes only cover frames that
 /// arrived before the request; one sent before it but landing just after (a slow or busy line)
-/// would be taken as the reply if its id could be guessed, as the previous id + 1 can. A random
-/// id leaves such a frame about one chance in 65,536, and a late reply to the previous request none.
+/// would be taken as the reply if its id could be guessed, as the previous id + 1 can. A
+/// random id leaves such a frame about one chance in 65,536, and a late reply to the previous
+/// request none.
 fn next_tid(last: u16) -> u16 {
     let tid: u16 = rand::random();
     if tid == last {

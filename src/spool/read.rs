@@ -113,8 +113,12 @@ impl Spool {
             Err(why) => {
                 let first = !self.partial_reads.swap(true, Ordering::Relaxed);
                 match why {
-                    Some(e) if first => tracing::warn!(error = %e, "the spool's store cannot be read: sending what is in memory only"),
-                    None if first => tracing::debug!("the spool's store is being compacted or reopened: sending what is in memory meanwhile"),
+                    Some(e) if first => {
+                        tracing::warn!(error = %e, "the spool's store cannot be read: sending what is in memory only")
+                    }
+                    None if first => {
+                        tracing::debug!("the spool's store is being compacted or reopened: sending from memory meanwhile")
+                    }
                     _ => {}
                 }
                 Vec::new()
