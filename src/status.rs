@@ -85,6 +85,20 @@ impl Status {
         self.uplink.get()
     }
 
+    /// For unit tests: the status of `config`'s first bus alone (never polled, no spool or
+    /// uplink written), and that bus's handle to record polls with.
+    #[cfg(test)]
+    pub(crate) fn of_first_bus(config: &Config) -> (Status, Arc<BusStatus>) {
+        let bus = BusStatus::new(&config.buses[0], &config.devices);
+        let st = Status::new(
+            Identity::new(config),
+            vec![bus.clone()],
+            Arc::default(),
+            Arc::default(),
+        );
+        (st, bus)
+    }
+
     /// What [`health`]'s verdicts look at, now.
     pub fn health(&self) -> health::Snapshot {
         health::Snapshot {
@@ -95,5 +109,78 @@ impl Status {
             spool: self.spool(),
             uplink: self.uplink(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::record::{DevicePoll, Quality, Sample, Value};
+
+    const GATEWAY: &str =
+        "[gateway]\nid = \"gw-s\"\ndata_dir = \"/nonexistent/plantgate-status-unit\"\n\
+        [[bus]]\nname = \"rio-1\"\ntcp = { address = \"127.0.0.1:1502\" }\n\
+        [[device]]\nname = \"t101\"\nbus = \"rio-1\"\nunit = 1\npoll_ms = 1000\n\
+        [[device.point]]\nname = \"level\"\ntable = \"holding\"\naddress = 20\ntype = \"u16\"\n";
+    const UPSTREAM: &str = "[upstream]\nbrokers = [\"platform.example.com:8883\"]\n\
+        ca_file = \"/etc/plantgate/ca.crt\"\ncert_file = \"/etc/plantgate/gw.crt\"\n\
+        key_file = \"/etc/plantgate/gw.key\"\nack_stall_s = 45\n";
+
+    fn config(text: &str) -> Config {
+        Config::from_str(text, Path::new("unit.toml")).expect("the fixture parses")
+    }
+
+    #[test]
+    fn the_identity_is_the_configuration_it_runs() {
+        let text = format!("{UPSTREAM}{GATEWAY}");
+        let before = now_ms();
+        let id = Identity::new(&config(&text));
+        assert_eq!(id.gateway_id, "gw-s");
+        assert_eq!(id.config_path, "unit.toml");
+        assert_eq!(id.config_sha256, config(&text).source.sha256);
+        assert_eq!(id.config_sha256.len(), 64);
+        assert_ne!(
+            id.config_sha256,
+            Identity::new(&config(GATEWAY)).config_sha256
+        );
+        assert!((before..=now_ms()).contains(&id.started_ms));
+        assert_eq!(id.ack_stall, Duration::from_secs(45));
+        // no upstream, no session whose acknowledgements the watchdog could judge
+        assert_eq!(Identity::new(&config(GATEWAY)).ack_stall, Duration::MAX);
+    }
+
+    /// The handles are live: what a component records after the bundle was made shows in the
+    /// next copy, and health's snapshot carries the identity's settings.
+    #[test]
+    fn every_copy_is_of_now() {
+        let (st, bus) = Status::of_first_bus(&config(&format!("{UPSTREAM}{GATEWAY}")));
+        assert_eq!(st.devices()[0].last_poll_ms, None);
+        let ts_ms = now_ms();
+        bus.polled_for_test(
+            0,
+            &DevicePoll {
+                device: "t101".into(),
+                samples: vec![Sample {
+                    point: "level".into(),
+                    ts_ms,
+                    value: Some(Value::Int(7)),
+                    quality: Quality::Good,
+                }],
+                alarms: Vec::new(),
+            },
+        );
+        let devices = st.devices();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].name, "t101");
+        assert!(devices[0].last_poll_ms.is_some());
+        let h = st.health();
+        assert!(h.now_ms >= ts_ms);
+        assert_eq!(h.started_ms, st.identity.started_ms);
+        assert_eq!(h.ack_stall, Duration::from_secs(45));
+        assert_eq!(h.buses.len(), 1);
+        assert_eq!(h.buses[0].devices[0].last_poll_ms, devices[0].last_poll_ms);
+        assert!(!h.spool.open);
     }
 }

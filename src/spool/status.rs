@@ -278,3 +278,74 @@ impl SpoolMetrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_healthy_disk_and_a_short_stall_are_no_trouble() {
+        let mut s = SpoolStatus::default();
+        assert_eq!(s.disk_trouble(T0), None);
+        // an fsync that takes a while, a failure that has just begun
+        s.write_started_ms = Some(T0 - TROUBLE_AFTER_MS + 1);
+        s.failing_since_ms = Some(T0 - TROUBLE_AFTER_MS + 1);
+        assert_eq!(s.disk_trouble(T0), None);
+    }
+
+    #[test]
+    fn a_write_that_hangs_or_writes_that_keep_failing_are_trouble_from_their_start() {
+        let hung = SpoolStatus {
+            write_started_ms: Some(T0 - 6_500),
+            ..Default::default()
+        };
+        assert_eq!(
+            hung.disk_trouble(T0),
+            Some(DiskTrouble {
+                since_ms: T0 - 6_500,
+                reason: "a spool write has not finished for 6 s (the filesystem is frozen or the disk hangs)".into()
+            })
+        );
+        let failing = SpoolStatus {
+            failing_since_ms: Some(T0 - TROUBLE_AFTER_MS),
+            last_error: Some("Read-only file system (os error 30)".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            failing.disk_trouble(T0),
+            Some(DiskTrouble {
+                since_ms: T0 - TROUBLE_AFTER_MS,
+                reason: "spool writes have failed for 5 s: Read-only file system (os error 30)"
+                    .into()
+            })
+        );
+        // both: the one that began first
+        let both = SpoolStatus {
+            write_started_ms: Some(T0 - 6_000),
+            ..failing.clone()
+        };
+        assert_eq!(both.disk_trouble(T0).unwrap().since_ms, T0 - 6_000);
+        let both = SpoolStatus {
+            write_started_ms: Some(T0 - 5_000),
+            failing_since_ms: Some(T0 - 9_000),
+            ..failing
+        };
+        assert!(both
+            .disk_trouble(T0)
+            .unwrap()
+            .reason
+            .starts_with("spool writes have failed for 9 s"));
+    }
+
+    #[test]
+    fn the_state_tells_how_long_a_write_has_run() {
+        let state = SpoolState::default();
+        assert!(!state.write_running_for(0, T0));
+        state.update(|s| s.write_started_ms = Some(T0 - 1_000));
+        assert!(state.write_running_for(1_000, T0));
+        assert!(!state.write_running_for(1_001, T0));
+        assert_eq!(state.get().write_started_ms, Some(T0 - 1_000));
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::poll::status::BusStatus;
 use crate::record::{AlarmChange, AlarmLevel, DevicePoll, Quality, Sample, Value};
-use crate::status::{Identity, Status};
+use crate::status::Status;
 
 const CONFIG: &str = r#"
 [gateway]
@@ -53,14 +53,7 @@ type = "u16"
 /// polled, and its bus's handle to record polls with.
 pub fn board() -> (Status, Arc<BusStatus>) {
     let cfg = Config::from_str(CONFIG, Path::new("unit.toml")).expect("the fixture parses");
-    let bus = BusStatus::new(&cfg.buses[0], &cfg.devices);
-    let st = Status::new(
-        Identity::new(&cfg),
-        vec![bus.clone()],
-        Arc::default(),
-        Arc::default(),
-    );
-    (st, bus)
+    Status::of_first_bus(&cfg)
 }
 
 pub fn sample(point: &str, ts_ms: i64, value: Option<f64>, quality: Quality) -> Sample {
