@@ -311,9 +311,20 @@ async fn a_spool_filesystem_remounted_read_only_shows_at_once_and_a_stop_still_e
         },
     )
     .await;
-    let (_, api) = get(&s, "/api/status").await;
-    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
-    assert!(polls(&api) > before, "polling stopped on a read-only spool");
+    // The alarm can arrive within one poll interval of `before`: wait for the next poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, api) = get(&s, "/api/status").await;
+        let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+        if polls(&api) > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "polling stopped on a read-only spool"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let (took, status) = stop(&mut gw);
     let log = std::fs::read_to_string(&log).unwrap();
