@@ -160,6 +160,8 @@ pub struct Spool {
     partial_reads: std::sync::atomic::AtomicBool,
     /// A read of the store succeeded after partial ones.
     reads_healed: std::sync::atomic::AtomicBool,
+    /// A read failed for a reason worth a warning since the store was last read.
+    read_failure_said: std::sync::atomic::AtomicBool,
     /// When the last "spool full" line was logged, and the readings evicted since.
     evictions_said: Mutex<(Option<Instant>, u64)>,
 }

@@ -84,6 +84,7 @@ impl Spool {
             evictions_said: Default::default(),
             partial_reads: Default::default(),
             reads_healed: Default::default(),
+            read_failure_said: Default::default(),
             uncaptured_said: Default::default(),
             settled: Mutex::new((Instant::now(), start.next())),
             last_compaction: Mutex::new(None),

@@ -25,6 +25,18 @@ pub(super) struct Lanes {
     pub(super) backlog_from: Seq,
 }
 
+impl Lanes {
+    /// Every lane from its start again: while the store could not be read (a failing disk,
+    /// compaction, a reopen) the cursors may have passed records it held. What is in flight may
+    /// go twice, with the same number and payload.
+    fn rewind(&mut self) {
+        self.alarm_from = 0;
+        self.gaps_sent.clear();
+        self.live_from = self.live_mark;
+        self.backlog_from = 0;
+    }
+}
+
 /// A lane of the publish order; [`pick`] asks them in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lane {
@@ -63,20 +75,23 @@ impl Uplink {
         window: &mut Window,
         lanes: &mut Lanes,
     ) -> Result<(), UplinkError> {
-        if self.spool.partial_reads_healed() {
-            // While the store could not be read, the cursors may have passed records it held:
-            // read every lane from its start again (what is in flight may go twice, with the
-            // same number and payload).
-            lanes.alarm_from = 0;
-            lanes.gaps_sent.clear();
-            lanes.live_from = lanes.live_mark;
-            lanes.backlog_from = 0;
-        }
-        while window.can_send() {
+        loop {
+            // The read that heals a partial one may be this fill's own: look before every pick,
+            // and once more before giving up.
+            if self.spool.partial_reads_healed() {
+                lanes.rewind();
+            }
+            if !window.can_send() {
+                return Ok(());
+            }
             // whatever is in flight sits ahead of the next alarm in the connection, so a drain
             // must not fill the whole window with big batches
             let room = window.outstanding() < backlog_inflight(self.cfg.inflight);
             let Some((topic, payload, carried)) = pick(room, |lane| self.take(lane, lanes))? else {
+                if self.spool.partial_reads_healed() {
+                    lanes.rewind();
+                    continue;
+                }
                 return Ok(());
             };
             client.try_publish(topic, QoS::AtLeastOnce, false, payload)?;
@@ -84,7 +99,6 @@ impl Uplink {
             self.metrics.published.inc();
             self.state.update(|u| u.published += 1);
         }
-        Ok(())
     }
 
     /// The next message of `lane`, if it has one; moves that lane's cursor past it.
