@@ -200,12 +200,17 @@ async fn two_thousand_idle_connections_and_a_broker_restart_leave_the_data_path_
         a.unseen.load(Ordering::SeqCst),
         listen_overflows() - overflows,
     );
-    // The server sees each close a moment after the attacker's tasks end; well before the
-    // header timeout would have ended them anyway.
-    let deadline = Instant::now() + plantgate::web::HEADER_TIMEOUT / 2;
+    // The server sees most closes a moment after the attacker's tasks end. Twice in 20 runs one
+    // connection was still open 5 s later. Likely (not proven): the kernel completed it late,
+    // after its final ACK was dropped while the accept queue overflowed, so it was accepted
+    // after its client was gone, with the FIN still being retransmitted. The header timeout
+    // ends such a connection; nothing may outlive it.
+    let ended = Instant::now();
+    let deadline = ended + plantgate::web::HEADER_TIMEOUT + Duration::from_secs(3);
     loop {
         let open_after = metric_now(&running, "plantgate_web_connections");
         if open_after == 0.0 {
+            eprintln!("no connection held {:?} after the attack", ended.elapsed());
             break;
         }
         assert!(
