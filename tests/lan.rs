@@ -584,7 +584,17 @@ async fn the_local_broker_serves_at_most_its_limit_and_drops_clients_that_never_
     }
     let waited = t0.elapsed();
     assert!(waited <= plantgate::broker::local::CONNECT_TIMEOUT + Duration::from_secs(2));
+    // Each is counted as its session ends, just after its socket closes: wait for the last.
     let timed_out = "plantgate_local_broker_refused_connections_total{reason=\"connect_timeout\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_now(&running, timed_out) < max as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} timed out, {max} expected",
+            metric_now(&running, timed_out)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(metric_now(&running, timed_out), max as f64);
 
     // And the broker serves again.
