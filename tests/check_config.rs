@@ -79,7 +79,7 @@ fn shipped_examples_are_accepted() {
             .join(name);
         let (code, output) = check(&path, false);
         assert_eq!(code, 0, "{name}:\n{output}");
-        assert!(output.contains("OK"), "{name}:\n{output}");
+        assert!(output.lines().any(|l| l == "OK"), "{name}:\n{output}");
         // The examples name certificates that only exist on an installed gateway.
         let (strict, output) = check(&path, true);
         assert_eq!(
