@@ -185,16 +185,27 @@ fn a_drained_backlog_gives_its_disk_back() {
 
 /// The spool's numbers come from durably reserved blocks, not from the clock: a start after
 /// an unclean stop goes on above the last reservation (a block of `BLOCK` numbers), a start
-/// after a clean close exactly where the last run stopped. A hundred crashes in a row run the
-/// numbering seconds ahead of `now_ms × 1000`, as after a clock that stepped back;
-/// the next start still numbers above every number handed out.
+/// after a clean close exactly where the last run stopped. Crashes in a row (at least 100, and
+/// until the numbering is 2 s ahead) run the numbering ahead of `now_ms × 1000`, as after a
+/// clock that stepped back; the next start still numbers above every number handed out.
 #[test]
 fn numbers_continue_from_the_reservation_whatever_the_clock_says() {
     use plantgate::spool::numbers::BLOCK;
     let dir = tempfile::tempdir().unwrap();
     let mut used = std::collections::BTreeSet::new();
     let mut expected_first: Option<u64> = None;
-    for _ in 0..100 {
+    // Each crash moves the numbering one block (65 ms of clock) ahead; a slow disk makes a
+    // crash take longer than that, so go on until it is ahead, however long the fsyncs take.
+    let ahead = |next: Option<u64>| {
+        next.is_some_and(|n| n > u64::try_from(now_ms()).unwrap() * 1000 + 2_000_000)
+    };
+    let mut crashes = 0;
+    while crashes < 100 || !ahead(expected_first) {
+        assert!(
+            crashes < 2000,
+            "2000 crashes did not run the numbering 2 s ahead of the clock: each took over 65 ms"
+        );
+        crashes += 1;
         let s = open_spool(dir.path(), &settings(64 << 20));
         let stored = s.spool.append(&[poll(true)]).unwrap();
         let first = stored.alarms[0].seq.min(stored.readings[0].seq);
