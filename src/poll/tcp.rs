@@ -125,11 +125,12 @@ impl TcpClient {
 /// random id leaves such a frame about one chance in 65,536, and a late reply to the previous
 /// request none.
 fn next_tid(last: u16) -> u16 {
-    let tid: u16 = rand::random();
-    if tid == last {
-        tid.wrapping_add(1)
-    } else {
-        tid
+    loop {
+        // Drawn again, not `last + 1`: that is the very id a forger would guess.
+        let tid: u16 = rand::random();
+        if tid != last {
+            return tid;
+        }
     }
 }
 
