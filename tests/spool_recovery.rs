@@ -194,8 +194,8 @@ fn numbers_continue_from_the_reservation_whatever_the_clock_says() {
     let dir = tempfile::tempdir().unwrap();
     let mut used = std::collections::BTreeSet::new();
     let mut expected_first: Option<u64> = None;
-    // Each crash moves the numbering one block (65 ms of clock) ahead; a slow disk makes a
-    // crash take longer than that, so go on until it is ahead, however long the fsyncs take.
+    // Each crash moves the numbering one block (65 ms of clock) ahead and takes 20-50 ms here,
+    // longer on a slow disk: go on until the numbering is ahead, not a fixed number of times.
     let ahead = |next: Option<u64>| {
         next.is_some_and(|n| n > u64::try_from(now_ms()).unwrap() * 1000 + 2_000_000)
     };
