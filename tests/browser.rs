@@ -69,9 +69,13 @@ async fn the_status_page_shows_devices_trends_limits_and_the_alarm_log_in_both_l
 
     // English for an English browser; every device and point is there; no alarm, an empty log.
     let u = url.clone();
-    let page = tokio::task::spawn_blocking(move || dom(&u, "en-US"))
-        .await
-        .unwrap();
+    let page = tokio::task::spawn_blocking(move || {
+        dom_when(&u, "en-US", "the trends with their limits", |p| {
+            p.contains("class=\"limit lim-high\"")
+        })
+    })
+    .await
+    .unwrap();
     assert!(page.contains("<html lang=\"en\""), "{page}");
     for needle in [
         "gas-1",
@@ -169,9 +173,13 @@ async fn the_status_page_shows_devices_trends_limits_and_the_alarm_log_in_both_l
 
     // A Chinese browser gets Chinese; ?lang=en switches back, whatever the browser says.
     let u = url.clone();
-    let zh = tokio::task::spawn_blocking(move || dom(&u, "zh-CN"))
-        .await
-        .unwrap();
+    let zh = tokio::task::spawn_blocking(move || {
+        dom_when(&u, "zh-CN", "the trends with their limits", |p| {
+            p.contains("class=\"limit lim-high\"")
+        })
+    })
+    .await
+    .unwrap();
     assert!(zh.contains("<html lang=\"zh-CN\""));
     for needle in [
         "当前报警",
@@ -193,8 +201,8 @@ async fn the_status_page_shows_devices_trends_limits_and_the_alarm_log_in_both_l
         "the log is not in Chinese:\n{log}"
     );
     assert!(
-        zh.contains("class=\"limit lim-high\""),
-        "no limits on the Chinese page"
+        zh.contains("<title>高报 &gt; 40</title>"),
+        "the limits are not named in Chinese"
     );
     let u = format!("{url}?lang=en");
     let en = tokio::task::spawn_blocking(move || dom(&u, "zh-CN"))

@@ -58,3 +58,17 @@ pub fn dom(url: &str, lang: &str) -> String {
     assert_clean_console(&stderr);
     dom
 }
+
+/// [`dom`] again until `ready` holds of the page, at most five loads. The page draws its trends
+/// after a second fetch, per device on screen, and one load in ~40 full test runs was dumped
+/// without them.
+pub fn dom_when(url: &str, lang: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let mut page = String::new();
+    for _ in 0..5 {
+        page = dom(url, lang);
+        if ready(&page) {
+            return page;
+        }
+    }
+    panic!("{what}: not on the page in five loads:\n{page}");
+}
