@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Registry;
-use crate::poll::status::PollMetrics;
+use crate::poll::metrics::PollMetrics;
 use crate::poll::BusPoller;
 use crate::spool::{self, Spool, Stored};
 use crate::status::{Identity, Status};

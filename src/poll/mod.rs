@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod budget;
 pub mod decode;
 mod heard;
+pub mod metrics;
 pub mod plan;
 pub mod rs485;
 pub mod status;
@@ -27,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Bus, Device, Point};
 use crate::record::{now_ms, DevicePoll, Quality, Sample, Value};
+use metrics::PollMetrics;
 use plan::Block;
-use status::{BusStatus, PollMetrics};
+use status::BusStatus;
 use transport::{Line, ReadError, Reply};
 
 /// A device with its read plan and alarm memory.
