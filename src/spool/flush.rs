@@ -87,7 +87,10 @@ impl Spool {
                 return Err(e);
             }
         };
-        self.chunk.store(MAX_CHUNK, Ordering::Relaxed);
+        // Back to full chunks step by step: on a nearly full disk a full chunk right after the
+        // first small one that fitted fails again, and each failure costs a reopen.
+        let larger = self.chunk.load(Ordering::Relaxed).saturating_mul(2);
+        self.chunk.store(larger.min(MAX_CHUNK), Ordering::Relaxed);
         self.failing.store(false, Ordering::Relaxed);
         self.regain_budget();
         self.undurable_deletes.store(0, Ordering::Relaxed);
@@ -192,7 +195,8 @@ impl Spool {
                     );
                     return Ok(());
                 }
-                Ok(_) => {}
+                // A commit went through: a failure after it waits from the shortest step again.
+                Ok(_) => wait = Duration::from_millis(50),
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(e) => {
                     self.count_append_error();

@@ -143,7 +143,8 @@ pub struct Spool {
     captured: watch::Sender<Seq>,
     /// Largest charge before readings are evicted; shrinks if the file nears `max_bytes`.
     budget: AtomicU64,
-    /// Most entries per commit: smaller after a failure (a nearly full disk takes a few).
+    /// Most entries per commit: a quarter after a failure (a nearly full disk takes a few),
+    /// doubled after each success up to [`MAX_CHUNK`].
     chunk: AtomicU64,
     /// The last commit failed (disk full or failing).
     failing: std::sync::atomic::AtomicBool,
