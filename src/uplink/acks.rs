@@ -20,6 +20,8 @@ pub(super) struct Acks {
     alarms: Vec<u64>,
     gaps: Vec<(u64, u64)>,
     pub(super) running: Option<JoinHandle<Result<(), StoreError>>>,
+    /// The reading and alarm keys of the last delete started, running or done.
+    deleting: (Vec<u64>, Vec<u64>),
 }
 
 impl Acks {
@@ -44,8 +46,23 @@ impl Acks {
             std::mem::take(&mut self.alarms),
             std::mem::take(&mut self.gaps),
         );
+        self.deleting = (r.clone(), a.clone());
         let spool = spool.clone();
         self.running = Some(tokio::task::spawn_blocking(move || spool.ack(&r, &a, &g)));
+    }
+
+    /// The reading and alarm keys acknowledged and maybe not deleted yet: waiting, or in the
+    /// last delete started (which may be done: those keys are simply not read again).
+    pub(super) fn held(
+        &self,
+    ) -> (
+        impl Iterator<Item = u64> + '_,
+        impl Iterator<Item = u64> + '_,
+    ) {
+        (
+            self.readings.iter().chain(&self.deleting.0).copied(),
+            self.alarms.iter().chain(&self.deleting.1).copied(),
+        )
     }
 
     /// Waits for the delete under way, if any, and reports how it went.

@@ -4,10 +4,14 @@
 //! Owns filling the in-flight window from the spool's pending records in that order ([`pick`],
 //! the choice, is pure and unit-tested), what counts as live, and how much of the window backlog
 //! may take. Must never skip a record: a lane's cursor moves only past what was handed to the
-//! client.
+//! client. Must never hand it a record twice in one session: after a rewind, what is in hand
+//! (in flight, or acknowledged and not yet deleted) is passed over.
+
+use std::collections::HashSet;
 
 use rumqttc::{AsyncClient, QoS};
 
+use super::acks::Acks;
 use super::window::{Carried, Window};
 use super::{Uplink, UplinkError};
 use crate::record::{wire, Reading, Seq};
@@ -23,15 +27,60 @@ pub(super) struct Lanes {
     /// Readings below this were pending when the session connected.
     pub(super) live_mark: Seq,
     pub(super) backlog_from: Seq,
+    /// What was in hand at the last rewind: never sent again in this session.
+    in_hand: InHand,
+}
+
+/// Keys of reading batches and alarms handed to the client and not known to be deleted: in
+/// flight, or acknowledged with their delete waiting or under way.
+#[derive(Default, Debug, PartialEq)]
+struct InHand {
+    readings: HashSet<Seq>,
+    alarms: HashSet<Seq>,
+}
+
+impl InHand {
+    fn of(window: &Window, acks: &Acks) -> Self {
+        let (readings, alarms) = acks.held();
+        let mut held = InHand {
+            readings: readings.collect(),
+            alarms: alarms.collect(),
+        };
+        for c in window.unacked() {
+            match c {
+                Carried::Readings { keys, .. } => held.readings.extend(keys),
+                Carried::Alarm(k) => {
+                    held.alarms.insert(*k);
+                }
+                Carried::Gap { .. } | Carried::Status => {}
+            }
+        }
+        held
+    }
 }
 
 impl Lanes {
-    /// Every lane from its start again: while the store could not be read (a failing disk,
-    /// compaction, a reopen) the cursors may have passed records it held. What is in flight may
-    /// go twice, with the same number and payload.
-    fn rewind(&mut self) {
+    /// A session's lanes: readings below `live_mark` are its backlog.
+    pub(super) fn starting_at(live_mark: Seq) -> Self {
+        Lanes {
+            live_mark,
+            live_from: live_mark,
+            ..Lanes::default()
+        }
+    }
+
+    /// The reading and alarm lanes from their start again: while the store could not be read (a
+    /// failing disk, compaction, a reopen, a write that hangs) the cursors may have passed
+    /// records it held. What is in hand (see [`InHand`]) is not sent again: it is acknowledged
+    /// or will be, and a second copy would reach the platform as a duplicate. Gaps need no
+    /// rewind: they are read from the store alone, and picked by what was sent.
+    fn rewind(&mut self, window: &Window, acks: &Acks) {
+        self.in_hand = InHand::of(window, acks);
+        tracing::debug!(
+            in_hand = self.in_hand.readings.len() + self.in_hand.alarms.len(),
+            "the spool's store is back: the uplink reads it from the start again"
+        );
         self.alarm_from = 0;
-        self.gaps_sent.clear();
         self.live_from = self.live_mark;
         self.backlog_from = 0;
     }
@@ -74,12 +123,13 @@ impl Uplink {
         client: &AsyncClient,
         window: &mut Window,
         lanes: &mut Lanes,
+        acks: &Acks,
     ) -> Result<(), UplinkError> {
         loop {
             // The read that heals a partial one may be this fill's own: look before every pick,
             // and once more before giving up.
             if self.spool.partial_reads_healed() {
-                lanes.rewind();
+                lanes.rewind(window, acks);
             }
             if !window.can_send() {
                 return Ok(());
@@ -89,7 +139,7 @@ impl Uplink {
             let room = window.outstanding() < backlog_inflight(self.cfg.inflight);
             let Some((topic, payload, carried)) = pick(room, |lane| self.take(lane, lanes))? else {
                 if self.spool.partial_reads_healed() {
-                    lanes.rewind();
+                    lanes.rewind(window, acks);
                     continue;
                 }
                 return Ok(());
@@ -105,14 +155,19 @@ impl Uplink {
     fn take(&self, lane: Lane, lanes: &mut Lanes) -> Result<Option<Message>, StoreError> {
         let fmt = self.cfg.format;
         Ok(match lane {
-            Lane::Alarm => self.spool.alarms(lanes.alarm_from, 1)?.pop().map(|a| {
+            Lane::Alarm => loop {
+                let Some(a) = self.spool.alarms(lanes.alarm_from, 1)?.pop() else {
+                    break None;
+                };
                 lanes.alarm_from = a.seq + 1;
-                (
-                    self.topic("alarms"),
-                    wire::encode_alarm(fmt, &self.gw, &a),
-                    Carried::Alarm(a.seq),
-                )
-            }),
+                if !lanes.in_hand.alarms.contains(&a.seq) {
+                    break Some((
+                        self.topic("alarms"),
+                        wire::encode_alarm(fmt, &self.gw, &a),
+                        Carried::Alarm(a.seq),
+                    ));
+                }
+            },
             // Gaps are few and may appear below one already sent (an eviction of old backlog
             // after an unclean-stop gap): each is picked by what was sent, not by a cursor.
             Lane::Gap => self
@@ -132,18 +187,39 @@ impl Uplink {
                     )
                 }),
             Lane::Live => {
-                let live = self
-                    .spool
-                    .readings(lanes.live_from, u64::MAX, self.cfg.batch_max)?;
+                let live = self.unsent(&mut lanes.live_from, u64::MAX, &lanes.in_hand)?;
                 self.readings_message(live, false, &mut lanes.live_from)
             }
             Lane::Backlog => {
-                let backlog =
-                    self.spool
-                        .readings(lanes.backlog_from, lanes.live_mark, self.cfg.batch_max)?;
+                let below = lanes.live_mark;
+                let backlog = self.unsent(&mut lanes.backlog_from, below, &lanes.in_hand)?;
                 self.readings_message(backlog, true, &mut lanes.backlog_from)
             }
         })
+    }
+
+    /// The next reading batches from `cursor` below `below` that are not in hand, moving
+    /// `cursor` past those that are; empty if there are none.
+    fn unsent(
+        &self,
+        cursor: &mut Seq,
+        below: Seq,
+        in_hand: &InHand,
+    ) -> Result<Vec<(Seq, Vec<Reading>)>, StoreError> {
+        loop {
+            let batches = self.spool.readings(*cursor, below, self.cfg.batch_max)?;
+            let Some(end) = batches.last().map(|(k, r)| k + r.len().max(1) as u64) else {
+                return Ok(batches);
+            };
+            let unsent: Vec<_> = batches
+                .into_iter()
+                .filter(|(k, _)| !in_hand.readings.contains(k))
+                .collect();
+            if !unsent.is_empty() {
+                return Ok(unsent);
+            }
+            *cursor = end;
+        }
     }
 
     /// `batches` as one message (`hist` for backlog), moving `cursor` past them; `None` if empty.
@@ -237,6 +313,45 @@ mod tests {
             }
         });
         assert_eq!((r, asked), (Err("disk"), vec![Lane::Alarm, Lane::Gap]));
+    }
+
+    #[test]
+    fn a_rewind_keeps_what_is_in_flight_or_awaits_its_delete() {
+        let mut window = Window::new(8);
+        window.sent(Carried::Readings {
+            keys: vec![10, 20],
+            count: 5,
+            hist: true,
+        });
+        window.sent(Carried::Alarm(30));
+        window.sent(Carried::Alarm(40));
+        window.sent(Carried::Gap { from: 1, to: 2 });
+        for pkid in 1..=4 {
+            window.on_outgoing(pkid);
+        }
+        let mut acks = Acks::default();
+        // alarm 30 acknowledged, its delete waiting; the gap acknowledged too
+        acks.add(window.on_puback(2).unwrap());
+        acks.add(window.on_puback(4).unwrap());
+        let mut lanes = Lanes::starting_at(100);
+        lanes.gaps_sent.insert((1, 2));
+        (lanes.alarm_from, lanes.live_from, lanes.backlog_from) = (41, 130, 21);
+        lanes.rewind(&window, &acks);
+        assert_eq!(
+            lanes.in_hand,
+            InHand {
+                readings: [10, 20].into(),
+                alarms: [30, 40].into(),
+            }
+        );
+        assert_eq!(
+            (lanes.alarm_from, lanes.live_from, lanes.backlog_from),
+            (0, 100, 0)
+        );
+        assert!(
+            lanes.gaps_sent.contains(&(1, 2)),
+            "a sent gap is not sent again"
+        );
     }
 
     #[test]

@@ -273,7 +273,9 @@ impl Uplink {
             }
             acks.start(&self.spool);
             if connected_at.is_some() {
-                if let Err(e) = lanes::off_runtime(|| self.fill(&client, &mut window, &mut lanes)) {
+                if let Err(e) =
+                    lanes::off_runtime(|| self.fill(&client, &mut window, &mut lanes, &acks))
+                {
                     break End::Failed {
                         connected_for: connected_at.map(|t| t.elapsed()),
                         error: e,
@@ -324,11 +326,7 @@ impl Uplink {
         {
             window.sent(Carried::Status);
         }
-        Lanes {
-            live_mark: mark,
-            live_from: mark,
-            ..Lanes::default()
-        }
+        Lanes::starting_at(mark)
     }
 
     /// Counts what a PUBACK acknowledged.
@@ -361,7 +359,7 @@ impl Uplink {
         let mut offline_sent = false;
         loop {
             if let Some(l) = lanes.as_deref_mut() {
-                if lanes::off_runtime(|| self.fill(client, window, l)).is_err() {
+                if lanes::off_runtime(|| self.fill(client, window, l, acks)).is_err() {
                     lanes = None;
                 }
             }

@@ -103,6 +103,11 @@ impl Window {
         Some(carried)
     }
 
+    /// What the messages awaiting PUBACK carry.
+    pub fn unacked(&self) -> impl Iterator<Item = &Carried> {
+        self.slots.iter().filter(|s| !s.acked).map(|s| &s.carried)
+    }
+
     /// Messages awaiting PUBACK.
     pub fn outstanding(&self) -> usize {
         self.slots.iter().filter(|s| !s.acked).count()

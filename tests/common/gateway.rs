@@ -137,6 +137,11 @@ impl Gateway {
         }
     }
 
+    /// The running gateway's spool.
+    pub fn spool(&self) -> Arc<plantgate::spool::Spool> {
+        self.running.as_ref().expect("running").spool.clone()
+    }
+
     /// What was gathered so far. Do not hold it across an await.
     pub fn seen(&self) -> MutexGuard<'_, Seen> {
         self.seen.lock().unwrap()
