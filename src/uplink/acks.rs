@@ -5,6 +5,7 @@
 //! a failure (the records are then simply sent again). Must never decide what was acknowledged:
 //! that is the in-flight window's.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -20,8 +21,21 @@ pub(super) struct Acks {
     alarms: Vec<u64>,
     gaps: Vec<(u64, u64)>,
     pub(super) running: Option<JoinHandle<Result<(), StoreError>>>,
-    /// The reading and alarm keys of the last delete started, running or done.
-    deleting: (Vec<u64>, Vec<u64>),
+    /// The reading and alarm keys of the last [`RECENT`] of each handed to a delete, oldest
+    /// first. A delete that has returned may still leave a copy in the store for a moment (a
+    /// record acknowledged while its commit ran is deleted just after that commit), and one
+    /// skipped behind a hanging write leaves it for longer: a rewind must not send those again.
+    recent: (VecDeque<u64>, VecDeque<u64>),
+}
+
+/// How many acknowledged keys of each kind [`Acks::held`] remembers after their delete.
+const RECENT: usize = 4096;
+
+/// Appends `keys` to `recent`, keeping the last [`RECENT`].
+fn remember(recent: &mut VecDeque<u64>, keys: &[u64]) {
+    recent.extend(keys);
+    let over = recent.len().saturating_sub(RECENT);
+    recent.drain(..over);
 }
 
 impl Acks {
@@ -46,13 +60,14 @@ impl Acks {
             std::mem::take(&mut self.alarms),
             std::mem::take(&mut self.gaps),
         );
-        self.deleting = (r.clone(), a.clone());
+        remember(&mut self.recent.0, &r);
+        remember(&mut self.recent.1, &a);
         let spool = spool.clone();
         self.running = Some(tokio::task::spawn_blocking(move || spool.ack(&r, &a, &g)));
     }
 
-    /// The reading and alarm keys acknowledged and maybe not deleted yet: waiting, or in the
-    /// last delete started (which may be done: those keys are simply not read again).
+    /// The reading and alarm keys acknowledged and maybe still in the store: waiting for their
+    /// delete, or among the last [`RECENT`] handed to one.
     pub(super) fn held(
         &self,
     ) -> (
@@ -60,8 +75,8 @@ impl Acks {
         impl Iterator<Item = u64> + '_,
     ) {
         (
-            self.readings.iter().chain(&self.deleting.0).copied(),
-            self.alarms.iter().chain(&self.deleting.1).copied(),
+            self.readings.iter().chain(&self.recent.0).copied(),
+            self.alarms.iter().chain(&self.recent.1).copied(),
         )
     }
 
@@ -97,5 +112,22 @@ pub(super) fn report(r: Result<Result<(), StoreError>, tokio::task::JoinError>) 
             tracing::error!(error = %e, "could not delete acknowledged records; they will be sent again")
         }
         Err(e) => tracing::error!(error = %e, "acknowledgement task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_keys_handed_to_a_delete_are_remembered_up_to_a_bound() {
+        let mut recent = VecDeque::new();
+        remember(&mut recent, &[1, 2, 3]);
+        assert_eq!(recent, [1, 2, 3]);
+        let many: Vec<u64> = (10..10 + RECENT as u64).collect();
+        remember(&mut recent, &many);
+        assert_eq!(recent.len(), RECENT);
+        assert_eq!(recent.front(), Some(&10), "the oldest go first");
+        assert_eq!(recent.back(), many.last());
     }
 }

@@ -5,7 +5,7 @@
 //! the choice, is pure and unit-tested), what counts as live, and how much of the window backlog
 //! may take. Must never skip a record: a lane's cursor moves only past what was handed to the
 //! client. Must never hand it a record twice in one session: after a rewind, what is in hand
-//! (in flight, or acknowledged and not yet deleted) is passed over.
+//! (in flight, or acknowledged and maybe not yet deleted) is passed over.
 
 use std::collections::HashSet;
 
@@ -31,8 +31,9 @@ pub(super) struct Lanes {
     in_hand: InHand,
 }
 
-/// Keys of reading batches and alarms handed to the client and not known to be deleted: in
-/// flight, or acknowledged with their delete waiting or under way.
+/// Keys of reading batches and alarms handed to the client and maybe still in the store: in
+/// flight, or acknowledged and waiting for their delete or lately handed to one
+/// ([`Acks::held`]).
 #[derive(Default, Debug, PartialEq)]
 struct InHand {
     readings: HashSet<Seq>,
