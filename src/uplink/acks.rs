@@ -1,9 +1,10 @@
 //! Acknowledgements on their way to the spool: the keys of what the broker acknowledged,
 //! handed to [`Spool::ack`] one batch at a time off the runtime.
 //!
-//! Owns batching the acknowledged keys while a previous batch is being applied, and reporting
-//! a failure (the records are then simply sent again). Must never decide what was acknowledged:
-//! that is the in-flight window's.
+//! Owns batching the acknowledged keys while a previous batch is being applied, reporting a
+//! failure (the records are then simply sent again), and remembering the last keys handed to a
+//! delete, which a rewind must not send again ([`Acks::held`]). Must never decide what was
+//! acknowledged: that is the in-flight window's.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
