@@ -102,6 +102,11 @@ async fn every_record_reaches_the_platform_exactly_once() {
     );
 }
 
+/// How many backlog (`hist`) readings the platform has received, duplicates included.
+fn hist_readings(p: &Platform) -> usize {
+    p.messages.iter().filter(|m| m.2).map(|m| m.1.len()).sum()
+}
+
 /// A gateway's config (one simulated controller polled every 100 ms, batches of 100 readings,
 /// 8 messages in flight), its spool holding `backlog` readings of an earlier outage (a
 /// multiple of 10,000), and the platform listening on its broker.
@@ -180,14 +185,7 @@ async fn an_alarm_overtakes_a_large_backlog() {
         &platform,
         Duration::from_secs(120),
         "the whole backlog",
-        |p| {
-            p.messages
-                .iter()
-                .filter(|m| m.2)
-                .map(|m| m.1.len())
-                .sum::<usize>()
-                >= BACKLOG
-        },
+        |p| hist_readings(p) >= BACKLOG,
     )
     .await;
     let connections = uplink_reconnects(&gw);
@@ -221,13 +219,11 @@ async fn a_drain_through_compactions_sends_nothing_twice() {
             n
         }
     });
-    let hist =
-        |p: &Platform| -> usize { p.messages.iter().filter(|m| m.2).map(|m| m.1.len()).sum() };
     wait_for(
         &platform,
         Duration::from_secs(120),
         "the whole backlog",
-        |p| hist(p) >= BACKLOG,
+        |p| hist_readings(p) >= BACKLOG,
     )
     .await;
     draining.store(false, Ordering::Relaxed);
@@ -241,7 +237,7 @@ async fn a_drain_through_compactions_sends_nothing_twice() {
         0,
         "sent twice, over {compactions} compactions and {connections} connection(s)"
     );
-    assert_eq!(hist(&p), BACKLOG);
+    assert_eq!(hist_readings(&p), BACKLOG);
 }
 
 /// An `[upstream]` section with explicit TLS files.
@@ -401,12 +397,7 @@ async fn a_full_spool_evicts_readings_and_keeps_every_alarm() {
         "the kept records",
         |p| {
             p.alarms.iter().filter(|a| a["dev"] == "old").count() == alarms
-                && p.messages
-                    .iter()
-                    .filter(|m| m.2)
-                    .map(|m| m.1.len())
-                    .sum::<usize>()
-                    == kept
+                && hist_readings(p) == kept
         },
     )
     .await;
